@@ -1,0 +1,78 @@
+import type { ConnectorRegistry } from '../connectors/registry.js';
+import { type Configuration, ConfigurationSchema, type Destination, DestinationSchema, type Environment, EnvironmentSchema } from '../domain/configuration.js';
+import { type FieldProblem, problemsFromZod, validationError } from '../domain/errors.js';
+
+/**
+ * Validates a whole configuration: the shape (zod), then every destination's settings with its
+ * connector's schema, then the rules across entries (unique ids, keys and tokens). Every problem
+ * is reported with its full path; nothing is applied unless all of it is valid.
+ */
+export function validateConfiguration(raw: unknown, registry: ConnectorRegistry): Configuration {
+  const parsed = ConfigurationSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(problemsFromZod(parsed.error.issues));
+  const problems: FieldProblem[] = [];
+  const environmentIds = new Map<string, number>();
+  const destinationIds = new Map<string, string>();
+  const sdkKeys = new Map<string, string>();
+  parsed.data.environments.forEach((environment, envIndex) => {
+    const at = `environments[${envIndex}]`;
+    if (environmentIds.has(environment.id)) problems.push({ field: `${at}.id`, message: `duplicate environment id "${environment.id}"` });
+    environmentIds.set(environment.id, envIndex);
+    problems.push(...environmentProblems(environment, registry, at));
+    environment.sdkKeys.forEach((key, keyIndex) => {
+      const owner = sdkKeys.get(key);
+      if (owner !== undefined && owner !== environment.id) problems.push({ field: `${at}.sdkKeys[${keyIndex}]`, message: `this SDK key already belongs to environment "${owner}"` });
+      sdkKeys.set(key, environment.id);
+    });
+    environment.destinations.forEach((destination, destIndex) => {
+      const owner = destinationIds.get(destination.id);
+      if (owner !== undefined) problems.push({ field: `${at}.destinations[${destIndex}].id`, message: `duplicate destination id "${destination.id}" (also in environment "${owner}")` });
+      destinationIds.set(destination.id, environment.id);
+    });
+  });
+  if (problems.length > 0) throw validationError(problems);
+  return parsed.data;
+}
+
+/** Problems within one environment (flags and destinations), paths prefixed with `at`. */
+export function environmentProblems(environment: Environment, registry: ConnectorRegistry, at: string): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const flagNames = new Set<string>();
+  environment.flags.forEach((flag, index) => {
+    if (flagNames.has(flag.name)) problems.push({ field: `${at}.flags[${index}].name`, message: `duplicate flag "${flag.name}"` });
+    flagNames.add(flag.name);
+  });
+  const destinationIds = new Set<string>();
+  environment.destinations.forEach((destination, index) => {
+    if (destinationIds.has(destination.id)) problems.push({ field: `${at}.destinations[${index}].id`, message: `duplicate destination id "${destination.id}"` });
+    destinationIds.add(destination.id);
+    problems.push(...destinationProblems(destination, registry, `${at}.destinations[${index}]`));
+  });
+  return problems;
+}
+
+export function destinationProblems(destination: Destination, registry: ConnectorRegistry, at: string): FieldProblem[] {
+  const connector = registry.get(destination.type);
+  if (!connector) {
+    const known = registry.list().map((c) => c.type).join(', ');
+    return [{ field: `${at}.type`, message: `unknown connector type "${destination.type}"; known: ${known}` }];
+  }
+  const settings = connector.settingsSchema.safeParse(destination.settings);
+  return settings.success ? [] : problemsFromZod(settings.error.issues, `${at}.settings`);
+}
+
+export function parseEnvironment(raw: unknown, registry: ConnectorRegistry, at = ''): Environment {
+  const parsed = EnvironmentSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(problemsFromZod(parsed.error.issues, at));
+  const problems = environmentProblems(parsed.data, registry, at);
+  if (problems.length > 0) throw validationError(problems);
+  return parsed.data;
+}
+
+export function parseDestination(raw: unknown, registry: ConnectorRegistry, at = ''): Destination {
+  const parsed = DestinationSchema.safeParse(raw);
+  if (!parsed.success) throw validationError(problemsFromZod(parsed.error.issues, at));
+  const problems = destinationProblems(parsed.data, registry, at);
+  if (problems.length > 0) throw validationError(problems);
+  return parsed.data;
+}

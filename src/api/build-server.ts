@@ -1,0 +1,52 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { createConfigService } from '../admin/config-service.js';
+import { createIngestService } from '../ingest/accept-impressions.js';
+import type { AppContext } from '../runtime/app-context.js';
+import { registerErrorHandler } from './plugins/error-handler.js';
+import { registerJsonBody } from './plugins/json-body.js';
+import { registerAdminRoutes } from './routes/admin.routes.js';
+import { registerIngestRoutes } from './routes/ingest.routes.js';
+
+/** The HTTP adapter: ingest, admin and operations routes over the shared context. Never listens. */
+export function buildServer(ctx: AppContext, options: { logger?: Logger | false } = {}): FastifyInstance {
+  const maxBytes = ctx.env.FLAGSTREAM_MAX_BODY_BYTES;
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger at run time; the cast only narrows fastify's generics.
+    loggerInstance: (options.logger === false ? undefined : (options.logger ?? ctx.logger)) as FastifyBaseLogger | undefined,
+    bodyLimit: maxBytes,
+    trustProxy: ctx.env.FLAGSTREAM_TRUST_PROXY,
+    // One log line per ingest request would cost more than the request at high rates.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  registerErrorHandler(app);
+  registerJsonBody(app, maxBytes);
+
+  const ingest = createIngestService({ queues: ctx.queues, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
+  const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry });
+  app.addHook('onResponse', async (request, reply) => {
+    const endpoint = request.routeOptions.url;
+    if (endpoint !== undefined && !endpoint.startsWith('/admin') && request.method === 'POST') {
+      ctx.metrics.ingestRequests.inc({ endpoint, status: String(reply.statusCode) });
+    }
+  });
+  registerIngestRoutes(app, { config: ctx.config, ingest, stats: ctx.stats, metrics: ctx.metrics, clock: ctx.clock });
+  registerAdminRoutes(app, { adminToken: ctx.env.ADMIN_TOKEN, configService, stats: ctx.stats });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const pong = await ctx.redis.ping().catch(() => 'down');
+    return reply.status(pong === 'PONG' ? 200 : 503).send({ status: pong === 'PONG' ? 'ready' : 'redis unreachable' });
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const [ingestCounts, deliveryCounts] = await Promise.all([
+      ctx.queues.ingest.getJobCounts('waiting', 'active', 'delayed', 'failed'),
+      ctx.queues.delivery.getJobCounts('waiting', 'active', 'delayed', 'failed'),
+    ]);
+    for (const [queue, counts] of [['ingest', ingestCounts], ['delivery', deliveryCounts]] as const) {
+      for (const [state, count] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue, state }, count);
+    }
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+  return app;
+}

@@ -1,0 +1,101 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ConfigService } from '../../admin/config-service.js';
+import { AppError } from '../../domain/errors.js';
+import type { StatsStore } from '../../stores/stats-store.js';
+
+export interface AdminRouteDeps {
+  readonly adminToken: string | undefined;
+  readonly configService: ConfigService;
+  readonly stats: StatsStore;
+}
+
+type Params = Record<string, string>;
+type Body = Record<string, unknown>;
+
+function asBody(body: unknown): Body {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'expected a JSON object body', { field: '(root)' });
+  return body as Body;
+}
+
+function tokenMatches(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Admin REST API under /admin/v1 (Bearer ADMIN_TOKEN): environments, flags (including the
+ * track-impressions toggle), destinations. Secrets are redacted in every answer; sending
+ * `[redacted]` back keeps the stored value. Changes reach running workers within seconds.
+ */
+export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, register: (app: FastifyInstance) => void = () => undefined): void {
+  const { configService: config } = deps;
+  app.register(
+    async (admin) => {
+      admin.addHook('onRequest', async (request: FastifyRequest) => {
+        if (deps.adminToken === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'the admin API is disabled: set ADMIN_TOKEN', { field: 'authorization' });
+        const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
+        if (match?.[1] === undefined || !tokenMatches(match[1].trim(), deps.adminToken)) {
+          throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing or wrong Authorization: Bearer <ADMIN_TOKEN>', { field: 'authorization' });
+        }
+      });
+
+      admin.get('/config', async () => config.exportConfiguration());
+      admin.post('/config/apply', async (request) => {
+        const query = request.query as Params;
+        const changes = await config.apply(request.body, { prune: query.prune === 'true', dryRun: query.dryRun === 'true' });
+        return { dryRun: query.dryRun === 'true', changes };
+      });
+
+      admin.get('/environments', async () => ({ environments: await config.listEnvironments() }));
+      admin.get('/environments/:environmentId', async (request) => config.getEnvironment((request.params as Params).environmentId ?? ''));
+      admin.put('/environments/:environmentId', async (request, reply) => {
+        const { environment, created } = await config.putEnvironment((request.params as Params).environmentId ?? '', asBody(request.body));
+        return reply.status(created ? 201 : 200).send(environment);
+      });
+      admin.delete('/environments/:environmentId', async (request, reply) => {
+        await config.deleteEnvironment((request.params as Params).environmentId ?? '');
+        return reply.status(204).send();
+      });
+      admin.get('/environments/:environmentId/stats', async (request) => {
+        const environmentId = (request.params as Params).environmentId ?? '';
+        await config.getEnvironment(environmentId);
+        return { environmentId, flags: await deps.stats.flagStats(environmentId) };
+      });
+
+      admin.get('/environments/:environmentId/flags', async (request) => ({ flags: (await config.getEnvironment((request.params as Params).environmentId ?? '')).flags }));
+      for (const method of ['put', 'patch'] as const) {
+        admin[method]('/environments/:environmentId/flags/:name', async (request, reply) => {
+          const { environmentId = '', name = '' } = request.params as Params;
+          const { flag, created } = await config.putFlag(environmentId, name, asBody(request.body), method === 'patch');
+          return reply.status(created ? 201 : 200).send(flag);
+        });
+      }
+      admin.delete('/environments/:environmentId/flags/:name', async (request, reply) => {
+        const { environmentId = '', name = '' } = request.params as Params;
+        await config.deleteFlag(environmentId, name);
+        return reply.status(204).send();
+      });
+
+      admin.get('/environments/:environmentId/destinations', async (request) => ({
+        destinations: await config.listDestinations((request.params as Params).environmentId ?? ''),
+      }));
+      admin.post('/environments/:environmentId/destinations', async (request, reply) =>
+        reply.status(201).send(await config.createDestination((request.params as Params).environmentId ?? '', request.body)),
+      );
+      admin.get('/destinations/:destinationId', async (request) => config.getDestination((request.params as Params).destinationId ?? ''));
+      admin.put('/destinations/:destinationId', async (request) => config.updateDestination((request.params as Params).destinationId ?? '', asBody(request.body), false));
+      admin.patch('/destinations/:destinationId', async (request) => config.updateDestination((request.params as Params).destinationId ?? '', asBody(request.body), true));
+      admin.delete('/destinations/:destinationId', async (request, reply) => {
+        await config.deleteDestination((request.params as Params).destinationId ?? '');
+        return reply.status(204).send();
+      });
+      admin.post('/destinations/:destinationId/enable', async (request) => config.setDestinationEnabled((request.params as Params).destinationId ?? '', true));
+      admin.post('/destinations/:destinationId/disable', async (request) => config.setDestinationEnabled((request.params as Params).destinationId ?? '', false));
+
+      register(admin);
+    },
+    { prefix: '/admin/v1' },
+  );
+}

@@ -1,0 +1,151 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AppError, problemsFromZod, validationError } from '../../domain/errors.js';
+import { fromNativeJson, NativeImpressionsSchema } from '../../ingest/formats/native-json.js';
+import { fromSplitSdkBulk, SplitSdkBulkSchema } from '../../ingest/formats/split-sdk-bulk.js';
+import { fromSplitWebhook, SplitWebhookSchema } from '../../ingest/formats/split-webhook.js';
+import type { IngestContext } from '../../ingest/formats/ingest-context.js';
+import type { IngestService } from '../../ingest/accept-impressions.js';
+import type { RuntimeEnvironment } from '../../runtime/config-snapshot.js';
+import type { ConfigWatcher } from '../../runtime/config-watcher.js';
+import type { StatsStore } from '../../stores/stats-store.js';
+import { emptyFlagTraffic, type FlagTraffic } from '../../stores/stats-store.js';
+import type { Metrics } from '../../observability/metrics.js';
+
+export interface IngestRouteDeps {
+  readonly config: ConfigWatcher;
+  readonly ingest: IngestService;
+  readonly stats: StatsStore;
+  readonly metrics: Metrics;
+  readonly clock: () => number;
+}
+
+function bearer(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) return undefined;
+  const match = /^Bearer\s+(.+)$/i.exec(header.trim());
+  return match?.[1]?.trim();
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) throw validationError(problemsFromZod(parsed.error.issues));
+  return parsed.data;
+}
+
+const CountsSchema = z.object({ pf: z.array(z.object({ f: z.string().min(1), m: z.number(), rc: z.number().int().nonnegative() })) });
+const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: z.string().min(1), ks: z.array(z.string()) })) });
+const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: z.string().min(1), fs: z.array(z.string()) })) });
+
+/**
+ * The three doors impressions come in by: the Split SDK events API (so an SDK's `urls.events`
+ * and `urls.telemetry` can point at `/api`), Split's outgoing webhook, and our own JSON API.
+ */
+export function registerIngestRoutes(app: FastifyInstance, deps: IngestRouteDeps): void {
+  // Authentication runs on onRequest, before the body is read: a bad key is a 401 whatever it sent.
+  const authenticated = new WeakMap<FastifyRequest, RuntimeEnvironment>();
+  const sdkAuth = { onRequest: async (request: FastifyRequest) => void authenticated.set(request, sdkKeyEnvironment(request)) };
+  const sdkEnvironment = (request: FastifyRequest): RuntimeEnvironment => authenticated.get(request) ?? sdkKeyEnvironment(request);
+  const sdkKeyEnvironment = (request: FastifyRequest): RuntimeEnvironment => {
+    const key = bearer(request);
+    if (key === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing Authorization: Bearer <SDK key>', { field: 'authorization' });
+    const environment = deps.config.current().environmentBySdkKey(key);
+    if (environment === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'unknown SDK key', { field: 'authorization' });
+    return environment;
+  };
+  const context = (environment: RuntimeEnvironment): IngestContext => ({
+    environmentId: environment.environment.id,
+    environmentName: environment.environment.name ?? environment.environment.id,
+    receivedAt: deps.clock(),
+  });
+  const recordTraffic = async (environmentId: string, fill: (traffic: Map<string, FlagTraffic>, get: (flag: string) => FlagTraffic) => void) => {
+    const traffic = new Map<string, FlagTraffic>();
+    const get = (flag: string) => {
+      let t = traffic.get(flag);
+      if (t === undefined) traffic.set(flag, (t = emptyFlagTraffic()));
+      return t;
+    };
+    fill(traffic, get);
+    await deps.stats.record(environmentId, traffic);
+  };
+
+  app.post('/api/testImpressions/bulk', sdkAuth, async (request) => {
+    const environment = sdkEnvironment(request);
+    const body = parseBody(SplitSdkBulkSchema, request.body);
+    const impressions = fromSplitSdkBulk(
+      body,
+      { sdkVersion: header(request, 'SplitSDKVersion'), machineIp: header(request, 'SplitSDKMachineIP'), machineName: header(request, 'SplitSDKMachineName') },
+      context(environment),
+    );
+    return { accepted: await deps.ingest.accept(environment.environment.id, impressions, 'split_sdk') };
+  });
+
+  app.post('/api/testImpressions/count', sdkAuth, async (request) => {
+    const environment = sdkEnvironment(request);
+    const body = parseBody(CountsSchema, request.body);
+    await recordTraffic(environment.environment.id, (_, get) => {
+      for (const entry of body.pf) get(entry.f).counted += entry.rc;
+    });
+    return { accepted: body.pf.length };
+  });
+
+  app.post('/api/v1/keys/ss', sdkAuth, async (request) => {
+    const environment = sdkEnvironment(request);
+    const body = parseBody(ServerKeysSchema, request.body);
+    await recordTraffic(environment.environment.id, (_, get) => {
+      for (const entry of body.keys) for (const key of entry.ks) get(entry.f).keys.add(key);
+    });
+    return { accepted: body.keys.length };
+  });
+
+  app.post('/api/v1/keys/cs', sdkAuth, async (request) => {
+    const environment = sdkEnvironment(request);
+    const body = parseBody(ClientKeysSchema, request.body);
+    await recordTraffic(environment.environment.id, (_, get) => {
+      for (const entry of body.keys) for (const flag of entry.fs) get(flag).keys.add(entry.k);
+    });
+    return { accepted: body.keys.length };
+  });
+
+  // Accepted and counted, so SDKs pointed at flagstream log no errors; their content is not routed.
+  for (const [path, counter] of [
+    ['/api/v1/metrics/config', 'sdk.metrics.config'],
+    ['/api/v1/metrics/usage', 'sdk.metrics.usage'],
+    ['/api/events/bulk', 'sdk.events'],
+  ] as const) {
+    app.post(path, sdkAuth, async (request) => {
+      sdkEnvironment(request);
+      const count = Array.isArray(request.body) ? request.body.length : 1;
+      await deps.stats.increment(counter, count);
+      return { accepted: count };
+    });
+  }
+
+  const webhookEnvironment = (request: FastifyRequest): RuntimeEnvironment => {
+    const query = request.query as Record<string, string | undefined>;
+    const token = query.token ?? bearer(request);
+    if (token === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing webhook token: add ?token=<webhookToken> to the URL or send Authorization: Bearer <webhookToken>', { field: 'token' });
+    const environment = deps.config.current().environmentByWebhookToken(token);
+    if (environment === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'unknown webhook token', { field: 'token' });
+    return environment;
+  };
+  const webhookAuth = { onRequest: async (request: FastifyRequest) => void authenticated.set(request, webhookEnvironment(request)) };
+
+  app.post('/webhooks/split/impressions', webhookAuth, async (request) => {
+    const environment = authenticated.get(request) ?? webhookEnvironment(request);
+    const impressions = fromSplitWebhook(parseBody(SplitWebhookSchema, request.body), context(environment));
+    return { accepted: await deps.ingest.accept(environment.environment.id, impressions, 'split_webhook') };
+  });
+
+  app.post('/v1/impressions', sdkAuth, async (request, reply) => {
+    const environment = sdkEnvironment(request);
+    const impressions = fromNativeJson(parseBody(NativeImpressionsSchema, request.body), context(environment));
+    const accepted = await deps.ingest.accept(environment.environment.id, impressions, 'native');
+    return reply.status(202).send({ accepted, ids: impressions.map((i) => i.id) });
+  });
+}

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { AppError, problemsFromZod } from './domain/errors.js';
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+/** Every setting read from the environment, in one schema, read once at start. */
+export const EnvSchema = z.object({
+  REDIS_URL: z.string().url().optional().describe('Redis to use; unset: 127.0.0.1:6379, else a private redis-server child'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  ADMIN_TOKEN: z.string().min(1).optional().describe('Bearer token of /admin/v1; unset: the admin API answers 401'),
+  FLAGSTREAM_CONFIG: z.string().optional().describe('YAML configuration applied at start'),
+  FLAGSTREAM_ENCRYPTION_KEY: z.string().optional().describe('base64 of 32 bytes; encrypts secrets at rest'),
+  FLAGSTREAM_DESTINATION_ALLOWLIST: z.string().default('').describe('Hosts or CIDRs destinations may reach though private or loopback'),
+  FLAGSTREAM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  FLAGSTREAM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/).default('flagstream'),
+  FLAGSTREAM_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024).describe('Largest ingest body, after decompression'),
+  FLAGSTREAM_INGEST_BACKLOG_LIMIT: z.coerce.number().int().min(1).default(20_000).describe('Waiting ingest jobs above which ingest answers 503'),
+  FLAGSTREAM_ROUTING_CONCURRENCY: z.coerce.number().int().min(1).default(64),
+  FLAGSTREAM_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).default(128),
+  FLAGSTREAM_BATCH_WAIT_CAP_MS: z.coerce.number().int().min(0).default(1000).describe('Longest time routing holds impressions to fill a batch'),
+  FLAGSTREAM_DEAD_LETTER_RETENTION: z.string().default('14d'),
+  FLAGSTREAM_MAX_DELIVERY_AGE: z.string().default('3d'),
+  FLAGSTREAM_REDIS_DIR: z.string().default('.flagstream/redis').describe('Data folder of the private redis-server child'),
+  FLAGSTREAM_TRUST_PROXY: bool.default(false),
+});
+export type AppEnv = z.infer<typeof EnvSchema>;
+
+export function readEnv(source: NodeJS.ProcessEnv = process.env): AppEnv {
+  const parsed = EnvSchema.safeParse(source);
+  if (!parsed.success) {
+    const problems = problemsFromZod(parsed.error.issues);
+    throw new AppError('FLAGSTREAM_ERR_CONFIG', `invalid environment: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { field: problems[0]?.field });
+  }
+  return parsed.data;
+}

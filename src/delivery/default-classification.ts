@@ -1,0 +1,43 @@
+import type { DeliveryOutcome, HttpResponse, SendResult } from '../connectors/connector.js';
+import { parseRetryAfter } from './retry-after.js';
+
+const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+/** A short, single-line excerpt of a response body for reasons and dead letters. */
+export function excerpt(body: string, max = 300): string {
+  const flat = body.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
+function describe(response: HttpResponse): string {
+  const text = excerpt(response.body);
+  return text === '' ? `HTTP ${response.status}` : `HTTP ${response.status}: ${text}`;
+}
+
+/**
+ * The default meaning of an HTTP answer, shared by every HTTP connector:
+ * 2xx delivered; 429 throttled; 408, 425 and 5xx (but 501) retried; 413 split; 401/403 auth;
+ * 404/410 not found; other 4xx rejected. Transport failures (timeouts, resets) are retried,
+ * except a destination the private-address guard refuses, which no retry can fix.
+ */
+export function classifyHttpResult(result: SendResult<HttpResponse>, now = Date.now()): DeliveryOutcome {
+  if (!result.ok) {
+    if (result.error.code === 'DESTINATION_NOT_ALLOWED') {
+      return { kind: 'rejected', code: 'destination_not_allowed', reason: result.error.message };
+    }
+    return { kind: 'retry', reason: `${result.error.code}: ${result.error.message}` };
+  }
+  const response = result.response;
+  const status = response.status;
+  if (status >= 200 && status < 300) return { kind: 'delivered' };
+  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], now);
+  const reason = describe(response);
+  if (status === 429) return { kind: 'throttled', reason, status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+  if (retryableStatuses.has(status) || (status >= 500 && status !== 501)) {
+    return { kind: 'retry', reason, status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+  }
+  if (status === 413) return { kind: 'too-large', reason };
+  if (status === 401 || status === 403) return { kind: 'rejected', code: 'destination_auth', reason, status };
+  if (status === 404 || status === 410) return { kind: 'rejected', code: 'destination_not_found', reason, status };
+  return { kind: 'rejected', code: 'invalid_payload', reason, status };
+}

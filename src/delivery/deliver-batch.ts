@@ -1,0 +1,210 @@
+import pRetry, { AbortError } from 'p-retry';
+import type { AnyConnector, BatchLimits, DeliveryOutcome, EncodedRequest, ItemOutcome, RejectCode, SendResult } from '../connectors/connector.js';
+import type { Impression } from '../domain/impression.js';
+import { TransportFailure } from './http-transport.js';
+
+export interface DeliveryTarget {
+  readonly destinationId: string;
+  readonly connector: AnyConnector;
+  readonly settings: unknown;
+  readonly limits: BatchLimits;
+  readonly client: unknown;
+  readonly timeoutMs: number;
+  readonly maxConcurrentRequests: number;
+}
+
+export interface RejectedItem {
+  readonly item: Impression;
+  readonly code: RejectCode;
+  readonly reason: string;
+  readonly status?: number | undefined;
+}
+
+/** What became of each impression of a batch after one attempt. */
+export interface BatchSettlement {
+  readonly delivered: number;
+  readonly skipped: number;
+  readonly rejected: RejectedItem[];
+  /** Still to deliver: retried by the job with backoff. */
+  readonly pending: Impression[];
+  /** Longest Retry-After among pending items, if the destination gave one. */
+  readonly retryAfterMs: number | undefined;
+  /** Whether the destination throttled us (429): waits do not consume an attempt. */
+  readonly throttled: boolean;
+  /** The last failure, for dead letters, health and logs. */
+  readonly lastFailure: { readonly reason: string; readonly status?: number | undefined } | undefined;
+  readonly requests: number;
+}
+
+export interface DeliverBatchOptions {
+  readonly now: () => number;
+  /** Aborts everything in flight (shutdown). */
+  readonly signal?: AbortSignal;
+  /** Quick in-process retries of transient failures within one attempt. */
+  readonly quickRetries?: number;
+  readonly quickRetryMinDelayMs?: number;
+  readonly onRequest?: (outcome: DeliveryOutcome['kind'], seconds: number) => void;
+}
+
+class RetryableOutcome extends Error {
+  constructor(readonly outcome: DeliveryOutcome) {
+    super('retryable outcome');
+  }
+}
+
+/**
+ * One attempt at a batch for one destination, read top to bottom: chunk to the item limit,
+ * encode, split what is over the byte limit, send with bounded concurrency under a timeout
+ * (transient failures get a few quick retries), classify, and settle every impression.
+ * Nothing here retries across attempts, sleeps long or writes dead letters: the caller does.
+ */
+export async function deliverBatch(items: readonly Impression[], target: DeliveryTarget, options: DeliverBatchOptions): Promise<BatchSettlement> {
+  const byId = new Map(items.map((item) => [item.id, item]));
+  const rejected: RejectedItem[] = [];
+  const pending: Impression[] = [];
+  let delivered = 0;
+  let skipped = 0;
+  let retryAfterMs: number | undefined;
+  let throttled = false;
+  let lastFailure: BatchSettlement['lastFailure'];
+  let requests = 0;
+
+  const settleItem = (id: string, outcome: ItemOutcome): void => {
+    const item = byId.get(id);
+    if (item === undefined) return;
+    switch (outcome.kind) {
+      case 'delivered':
+        delivered += 1;
+        return;
+      case 'rejected':
+        rejected.push({ item, code: outcome.code, reason: outcome.reason, status: outcome.status });
+        lastFailure = { reason: outcome.reason, status: outcome.status };
+        return;
+      case 'retry':
+      case 'throttled':
+        pending.push(item);
+        if (outcome.kind === 'throttled') throttled = true;
+        if (outcome.retryAfterMs !== undefined) retryAfterMs = Math.max(retryAfterMs ?? 0, outcome.retryAfterMs);
+        lastFailure = { reason: outcome.reason, status: outcome.status };
+    }
+  };
+
+  const encode = (chunk: readonly Impression[]): EncodedRequest<unknown>[] => {
+    let result;
+    try {
+      result = target.connector.encode(chunk, target.settings, { now: options.now(), destinationId: target.destinationId });
+    } catch (error) {
+      // A connector bug must not lose the batch: retried, then dead-lettered as internal_error.
+      const reason = `encode failed: ${error instanceof Error ? error.message : String(error)}`;
+      for (const item of chunk) settleItem(item.id, { kind: 'retry', reason });
+      return [];
+    }
+    for (const r of result.rejected) settleItem(r.itemId, { kind: 'rejected', code: r.code, reason: r.reason });
+    skipped += result.skipped.length;
+    const fitting: EncodedRequest<unknown>[] = [];
+    for (const request of result.requests) {
+      if (request.bytes <= target.limits.maxBytesPerRequest) fitting.push(request);
+      else fitting.push(...splitOversized(request.itemIds, `request of ${request.bytes} bytes is over the limit of ${target.limits.maxBytesPerRequest}`));
+    }
+    return fitting;
+  };
+
+  const splitOversized = (itemIds: readonly string[], reason: string): EncodedRequest<unknown>[] => {
+    if (itemIds.length <= 1) {
+      for (const id of itemIds) settleItem(id, { kind: 'rejected', code: 'payload_too_large', reason });
+      return [];
+    }
+    const half = Math.ceil(itemIds.length / 2);
+    const subset = (ids: readonly string[]) => ids.map((id) => byId.get(id)).filter((item): item is Impression => item !== undefined);
+    return [...encode(subset(itemIds.slice(0, half))), ...encode(subset(itemIds.slice(half)))];
+  };
+
+  const sendOnce = async (request: EncodedRequest<unknown>): Promise<DeliveryOutcome> => {
+    const started = performance.now();
+    const timeout = AbortSignal.timeout(target.timeoutMs);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
+    let result: SendResult<unknown>;
+    try {
+      result = { ok: true, response: await target.connector.send(target.client, request.request, signal) };
+    } catch (error) {
+      const failure = error instanceof TransportFailure ? error : toFailure(error, timeout);
+      result = { ok: false, error: { code: failure.code, message: failure.message } };
+    }
+    requests += 1;
+    let outcome: DeliveryOutcome;
+    try {
+      outcome = target.connector.classify(result, request);
+    } catch (error) {
+      outcome = { kind: 'retry', reason: `classify failed: ${error instanceof Error ? error.message : String(error)}` };
+    }
+    options.onRequest?.(outcome.kind, (performance.now() - started) / 1000);
+    return outcome;
+  };
+
+  const sendWithQuickRetries = async (request: EncodedRequest<unknown>): Promise<DeliveryOutcome> => {
+    try {
+      return await pRetry(
+        async () => {
+          const outcome = await sendOnce(request);
+          // Only short blips are retried here; an explicit Retry-After goes back to the queue.
+          if (outcome.kind === 'retry' && outcome.retryAfterMs === undefined) throw new RetryableOutcome(outcome);
+          return outcome;
+        },
+        {
+          retries: options.quickRetries ?? 2,
+          minTimeout: options.quickRetryMinDelayMs ?? 200,
+          factor: 3,
+          randomize: true,
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+          shouldRetry: ({ error }) => error instanceof RetryableOutcome && options.signal?.aborted !== true,
+        },
+      );
+    } catch (error) {
+      if (error instanceof RetryableOutcome) return error.outcome;
+      if (error instanceof AbortError) return { kind: 'retry', reason: 'aborted' };
+      return { kind: 'retry', reason: error instanceof Error ? error.message : String(error) };
+    }
+  };
+
+  const deliverRequest = async (request: EncodedRequest<unknown>): Promise<void> => {
+    const outcome = await sendWithQuickRetries(request);
+    switch (outcome.kind) {
+      case 'too-large': {
+        const halves = splitOversized(request.itemIds, outcome.reason);
+        await runPool(halves, target.maxConcurrentRequests, deliverRequest);
+        return;
+      }
+      case 'partial':
+        if (outcome.status !== undefined || outcome.reason !== '') lastFailure = { reason: outcome.reason, status: outcome.status };
+        for (const id of request.itemIds) settleItem(id, outcome.byItem.get(id) ?? { kind: 'delivered' });
+        return;
+      default:
+        for (const id of request.itemIds) settleItem(id, outcome);
+    }
+  };
+
+  const requestsToSend: EncodedRequest<unknown>[] = [];
+  const chunkSize = Math.max(1, target.limits.maxItemsPerRequest);
+  for (let start = 0; start < items.length; start += chunkSize) requestsToSend.push(...encode(items.slice(start, start + chunkSize)));
+  await runPool(requestsToSend, target.maxConcurrentRequests, deliverRequest);
+
+  return { delivered, skipped, rejected, pending, retryAfterMs, throttled, lastFailure, requests };
+}
+
+function toFailure(error: unknown, timeout: AbortSignal): TransportFailure {
+  if (timeout.aborted) return new TransportFailure('ETIMEDOUT', 'request timed out');
+  const code = (error as { code?: unknown } | null)?.code;
+  return new TransportFailure(typeof code === 'string' ? code : 'ERROR', error instanceof Error ? error.message : String(error));
+}
+
+async function runPool<T>(tasks: readonly T[], concurrency: number, run: (task: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(Math.max(1, concurrency), tasks.length) }, async () => {
+    while (next < tasks.length) {
+      const task = tasks[next] as T;
+      next += 1;
+      await run(task);
+    }
+  });
+  await Promise.all(lanes);
+}

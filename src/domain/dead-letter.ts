@@ -1,0 +1,37 @@
+import { z } from 'zod';
+import { ImpressionSchema } from './impression.js';
+
+export const DeadLetterReasonSchema = z.enum([
+  'invalid_payload',
+  'unsupported_by_destination',
+  'payload_too_large',
+  'destination_auth',
+  'destination_not_found',
+  'destination_not_allowed',
+  'destination_deleted',
+  'retries_exhausted',
+  'max_age_exceeded',
+  'internal_error',
+]);
+
+/** The impressions of one failed batch for one destination, with why and when it failed. */
+export const DeadLetterSchema = z.object({
+  id: z.string(),
+  destinationId: z.string(),
+  environmentId: z.string(),
+  connectorType: z.string(),
+  reason: DeadLetterReasonSchema,
+  error: z.object({
+    status: z.number().int().optional(),
+    message: z.string(),
+  }),
+  impressions: z.array(ImpressionSchema),
+  attempts: z.number().int().nonnegative(),
+  firstAttemptAt: z.number().int(),
+  lastAttemptAt: z.number().int(),
+  createdAt: z.number().int(),
+  status: z.enum(['pending', 'replayed']),
+  replayedAt: z.number().int().optional(),
+});
+export type DeadLetter = z.infer<typeof DeadLetterSchema>;
+export type DeadLetterStatus = DeadLetter['status'];

@@ -1,0 +1,34 @@
+import type { Impression } from '../domain/impression.js';
+import { AppError } from '../domain/errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Queues } from '../queues/queues.js';
+
+export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
+
+/**
+ * Accepting = validated (by the caller) + durably enqueued, then answered. One request becomes
+ * one ingest job, so a request is enqueued whole or not at all.
+ */
+export function createIngestService(deps: { queues: Queues; metrics: Metrics; backlogLimit: number; clock: () => number }) {
+  let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
+
+  const assertBacklogRoom = async (): Promise<void> => {
+    const now = deps.clock();
+    // One LLEN-like call per half second at most, whatever the request rate.
+    if (now - backlog.checkedAt > 500) backlog = { waiting: await deps.queues.ingest.getWaitingCount(), checkedAt: now };
+    if (backlog.waiting >= deps.backlogLimit) {
+      throw new AppError('FLAGSTREAM_ERR_BACKLOG_FULL', `ingest backlog is full (${backlog.waiting} batches waiting); retry later`);
+    }
+  };
+
+  return {
+    async accept(environmentId: string, impressions: Impression[], source: IngestSource): Promise<number> {
+      if (impressions.length === 0) return 0;
+      await assertBacklogRoom();
+      await deps.queues.ingest.add('impressions', { environmentId, impressions });
+      deps.metrics.impressionsReceived.inc({ source }, impressions.length);
+      return impressions.length;
+    },
+  };
+}
+export type IngestService = ReturnType<typeof createIngestService>;

@@ -1,0 +1,59 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Impression } from '../domain/impression.js';
+import type { RedisKeys } from '../stores/redis-keys.js';
+
+/**
+ * Two BullMQ queues carry all work. A job always carries a batch of impressions, never one:
+ * BullMQ costs several Redis round trips per job, so batching is what makes throughput.
+ */
+export const ingestQueueName = 'ingest';
+export const deliveryQueueName = 'delivery';
+
+/** One accepted request: its impressions, already canonical, of one environment. */
+export interface IngestJobData {
+  readonly environmentId: string;
+  readonly impressions: Impression[];
+}
+
+/** Impressions bound for one destination; rewritten to the still-pending ones after a partial attempt. */
+export interface DeliveryJobData {
+  readonly destinationId: string;
+  readonly environmentId: string;
+  readonly items: Impression[];
+  /** Epoch ms of the first attempt: bounds retries by age as well as count. */
+  readonly firstAttemptAt?: number;
+  /** Set on jobs created by a replay: the dead letter they came from. */
+  readonly replayOf?: string;
+}
+
+export interface Queues {
+  readonly ingest: Queue<IngestJobData>;
+  readonly delivery: Queue<DeliveryJobData>;
+  close(): Promise<void>;
+}
+
+export function createQueues(connection: Redis, keys: RedisKeys): Queues {
+  const common = { connection, prefix: keys.bullPrefix };
+  const ingest = new Queue<IngestJobData>(ingestQueueName, {
+    ...common,
+    defaultJobOptions: {
+      // Routing only fails on Redis trouble; retry it for a long while rather than lose anything.
+      attempts: 50,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: true,
+      removeOnFail: false,
+    },
+  });
+  const delivery = new Queue<DeliveryJobData>(deliveryQueueName, {
+    ...common,
+    defaultJobOptions: { removeOnComplete: true, removeOnFail: false },
+  });
+  return {
+    ingest,
+    delivery,
+    async close() {
+      await Promise.all([ingest.close(), delivery.close()]);
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import type { JobsOptions, Queue } from 'bullmq';
+import type { Impression } from '../domain/impression.js';
+import type { DeliveryJobData } from '../queues/queues.js';
+import type { RuntimeDestination } from '../runtime/config-snapshot.js';
+
+interface PendingBatch {
+  items: Impression[];
+  environmentId: string;
+  attempts: number;
+  waiters: { resolve: () => void; reject: (error: unknown) => void }[];
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Coalesces the impressions that routing jobs send to each destination into delivery jobs of up
+ * to the connector's batch size, waiting at most `maxWaitMs` (the smaller of the connector's
+ * wait and the platform cap) for a batch to fill. A caller's promise resolves only once its
+ * impressions sit durably in a delivery job, so the routing job is acknowledged after that and
+ * a crash in between re-runs routing instead of losing anything (at-least-once).
+ */
+export class DeliveryBatcher {
+  private readonly pending = new Map<string, PendingBatch>();
+
+  constructor(
+    private readonly queue: Queue<DeliveryJobData>,
+    private readonly options: { maxWaitCapMs: number },
+  ) {}
+
+  add(destination: RuntimeDestination, items: Impression[]): Promise<void> {
+    const id = destination.destination.id;
+    const maxItems = destination.limits?.maxItemsPerRequest ?? 500;
+    const maxWait = Math.min(destination.limits?.maxBatchWaitMs ?? 0, this.options.maxWaitCapMs);
+    let batch = this.pending.get(id);
+    if (batch === undefined) {
+      batch = { items: [], environmentId: destination.environmentId, attempts: destination.destination.delivery.retrySchedule.length + 1, waiters: [], timer: undefined };
+      this.pending.set(id, batch);
+    }
+    for (const item of items) batch.items.push(item);
+    const promise = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    if (batch.items.length >= maxItems) {
+      this.flush(id, maxItems);
+    } else if (batch.timer === undefined) {
+      batch.timer = setTimeout(() => this.flush(id, maxItems), maxWait);
+    }
+    return promise;
+  }
+
+  /** Flushes everything now (shutdown). */
+  async drain(): Promise<void> {
+    const flushing = [...this.pending.keys()].map((id) => this.flush(id, Number.POSITIVE_INFINITY));
+    await Promise.allSettled(flushing);
+  }
+
+  private flush(destinationId: string, maxItems: number): Promise<void> {
+    const batch = this.pending.get(destinationId);
+    if (batch === undefined) return Promise.resolve();
+    this.pending.delete(destinationId);
+    if (batch.timer !== undefined) clearTimeout(batch.timer);
+    const size = Number.isFinite(maxItems) ? maxItems : batch.items.length;
+    const jobs: { name: string; data: DeliveryJobData; opts: JobsOptions }[] = [];
+    for (let start = 0; start < batch.items.length; start += size) {
+      jobs.push({
+        name: destinationId,
+        data: { destinationId, environmentId: batch.environmentId, items: batch.items.slice(start, start + size) },
+        opts: { attempts: batch.attempts, backoff: { type: 'destination' } },
+      });
+    }
+    return this.queue.addBulk(jobs).then(
+      () => {
+        for (const waiter of batch.waiters) waiter.resolve();
+      },
+      (error: unknown) => {
+        for (const waiter of batch.waiters) waiter.reject(error);
+      },
+    );
+  }
+}

@@ -1,0 +1,68 @@
+import type { Impression } from '../domain/impression.js';
+import type { RuntimeDestination, RuntimeEnvironment } from '../runtime/config-snapshot.js';
+import { emptyFlagTraffic, type FlagTraffic } from '../stores/stats-store.js';
+
+export type DropReason = 'tracking_off' | 'unknown_flag' | 'unknown_environment';
+
+export interface RoutingResult {
+  /** destination → the impressions it gets (same objects, shared across destinations) */
+  readonly byDestination: Map<RuntimeDestination, Impression[]>;
+  readonly dropped: Map<DropReason, number>;
+  readonly traffic: Map<string, FlagTraffic>;
+  readonly routed: number;
+}
+
+/**
+ * The routing stage, pure: enforce the track-impressions toggle (older SDKs ignore it), strip
+ * labels where the environment disables them, count traffic per treatment and unique keys, and
+ * pick the destinations whose filters match. Nothing is dropped without being counted.
+ */
+export function routeImpressions(environment: RuntimeEnvironment, impressions: readonly Impression[]): RoutingResult {
+  const byDestination = new Map<RuntimeDestination, Impression[]>();
+  const dropped = new Map<DropReason, number>();
+  const traffic = new Map<string, FlagTraffic>();
+  const enabled = environment.destinations.filter((d) => d.destination.enabled);
+  const { labelsEnabled, unknownFlags } = environment.environment;
+  let routed = 0;
+
+  for (const original of impressions) {
+    const flag = environment.flags.get(original.split);
+    let flagTraffic = traffic.get(original.split);
+    if (flagTraffic === undefined) {
+      flagTraffic = emptyFlagTraffic();
+      traffic.set(original.split, flagTraffic);
+    }
+    // Unique keys count every evaluation, tracked or not, as Split's own MTK count does.
+    flagTraffic.keys.add(original.key);
+    const reason: DropReason | undefined = flag === undefined ? (unknownFlags === 'drop' ? 'unknown_flag' : undefined) : flag.trackImpressions ? undefined : 'tracking_off';
+    if (reason !== undefined) {
+      dropped.set(reason, (dropped.get(reason) ?? 0) + 1);
+      flagTraffic.dropped.set(reason, (flagTraffic.dropped.get(reason) ?? 0) + 1);
+      continue;
+    }
+    flagTraffic.treatments.set(original.treatment, (flagTraffic.treatments.get(original.treatment) ?? 0) + 1);
+    let impression = original;
+    if (!labelsEnabled && impression.label !== undefined) {
+      const { label: _removed, ...withoutLabel } = impression;
+      impression = withoutLabel;
+    }
+    if (flag !== undefined && (impression.trafficTypeName === undefined || (flag.trafficTypeId !== undefined && impression.trafficTypeId === undefined))) {
+      impression = {
+        ...impression,
+        trafficTypeName: impression.trafficTypeName ?? flag.trafficType,
+        ...(flag.trafficTypeId !== undefined && impression.trafficTypeId === undefined ? { trafficTypeId: flag.trafficTypeId } : {}),
+      };
+    }
+    routed += 1;
+    for (const destination of enabled) {
+      if (!destination.matches(impression.split, impression.trafficTypeName)) continue;
+      let list = byDestination.get(destination);
+      if (list === undefined) {
+        list = [];
+        byDestination.set(destination, list);
+      }
+      list.push(impression);
+    }
+  }
+  return { byDestination, dropped, traffic, routed };
+}

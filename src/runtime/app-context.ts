@@ -1,0 +1,83 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { AppEnv } from '../app-config.js';
+import { ConnectorRegistry } from '../connectors/registry.js';
+import { DurationSchema } from '../domain/duration.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createQueues, type Queues } from '../queues/queues.js';
+import { type ConfigStore, createConfigStore } from '../stores/config-store.js';
+import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-letter-store.js';
+import { createHealthStore, type HealthStore } from '../stores/health-store.js';
+import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
+import { createSecretBox } from '../stores/secret-box.js';
+import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
+import { type ConfigWatcher, startConfigWatcher } from './config-watcher.js';
+
+/** Everything the adapters (api, worker, cli) share, built once from real resources and passed down. */
+export interface AppContext {
+  readonly env: AppEnv;
+  readonly logger: Logger;
+  readonly redis: Redis;
+  readonly keys: RedisKeys;
+  readonly registry: ConnectorRegistry;
+  readonly configStore: ConfigStore;
+  readonly stats: StatsStore;
+  readonly deadLetters: DeadLetterStore;
+  readonly health: HealthStore;
+  readonly queues: Queues;
+  readonly config: ConfigWatcher;
+  readonly metrics: Metrics;
+  readonly clock: () => number;
+  close(): Promise<void>;
+}
+
+export function durationMs(text: string, name: string): number {
+  const parsed = DurationSchema.safeParse(/^\d+$/.test(text) ? Number(text) : text);
+  if (!parsed.success) throw new Error(`${name}: expected a duration like 30m, 2h or 14d, got "${text}"`);
+  return parsed.data;
+}
+
+export async function createAppContext(deps: {
+  env: AppEnv;
+  logger: Logger;
+  redis: Redis;
+  registry?: ConnectorRegistry;
+  metrics?: Metrics;
+  clock?: () => number;
+  configPollIntervalMs?: number;
+}): Promise<AppContext> {
+  const { env, logger, redis } = deps;
+  const keys = redisKeys(env.FLAGSTREAM_REDIS_PREFIX);
+  const registry = deps.registry ?? new ConnectorRegistry();
+  const clock = deps.clock ?? Date.now;
+  const secrets = createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY);
+  const configStore = createConfigStore({ redis, keys, registry, secrets });
+  const queues = createQueues(redis, keys);
+  const config = await startConfigWatcher({
+    redis,
+    keys,
+    store: configStore,
+    registry,
+    logger,
+    ...(deps.configPollIntervalMs === undefined ? {} : { pollIntervalMs: deps.configPollIntervalMs }),
+  });
+  return {
+    env,
+    logger,
+    redis,
+    keys,
+    registry,
+    configStore,
+    stats: createStatsStore({ redis, keys }),
+    deadLetters: createDeadLetterStore({ redis, keys, retentionMs: durationMs(env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION'), clock }),
+    health: createHealthStore({ redis, keys }),
+    queues,
+    config,
+    metrics: deps.metrics ?? createMetrics(),
+    clock,
+    async close() {
+      await config.close();
+      await queues.close();
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ConnectorRegistry } from '../connectors/registry.js';
+import type { ConfigStore } from '../stores/config-store.js';
+import type { RedisKeys } from '../stores/redis-keys.js';
+import { buildConfigSnapshot, type ConfigSnapshot } from './config-snapshot.js';
+
+export interface ConfigWatcher {
+  current(): ConfigSnapshot;
+  /** Reloads now if the stored version moved; resolves with the snapshot in force. */
+  refresh(): Promise<ConfigSnapshot>;
+  onChange(listener: (snapshot: ConfigSnapshot) => void): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Keeps an up-to-date snapshot of the configuration: reloads on the change channel, and polls
+ * the version as a fallback (a missed pub/sub message costs at most one poll interval).
+ */
+export async function startConfigWatcher(deps: {
+  redis: Redis;
+  keys: RedisKeys;
+  store: ConfigStore;
+  registry: ConnectorRegistry;
+  logger: Logger;
+  pollIntervalMs?: number;
+}): Promise<ConfigWatcher> {
+  const { redis, keys, store, registry, logger } = deps;
+  const listeners: ((snapshot: ConfigSnapshot) => void)[] = [];
+  const load = async (): Promise<ConfigSnapshot> => {
+    const version = await store.version();
+    return buildConfigSnapshot(await store.listEnvironments(), registry, version);
+  };
+  let snapshot = await load();
+  let reloading: Promise<ConfigSnapshot> | undefined;
+
+  const refresh = async (): Promise<ConfigSnapshot> => {
+    if (reloading) return reloading;
+    reloading = (async () => {
+      try {
+        const version = await store.version();
+        if (version !== snapshot.version) {
+          snapshot = await load();
+          logger.info({ version: snapshot.version }, 'configuration reloaded');
+          for (const listener of listeners) listener(snapshot);
+        }
+        return snapshot;
+      } finally {
+        reloading = undefined;
+      }
+    })();
+    return reloading;
+  };
+  const refreshQuietly = () => {
+    refresh().catch((error: unknown) => logger.warn({ err: error }, 'configuration reload failed; keeping the previous one'));
+  };
+
+  const subscriber = redis.duplicate();
+  await subscriber.subscribe(keys.configChannel);
+  subscriber.on('message', refreshQuietly);
+  const poll = setInterval(refreshQuietly, deps.pollIntervalMs ?? 2000);
+  poll.unref();
+
+  return {
+    current: () => snapshot,
+    refresh,
+    onChange: (listener) => listeners.push(listener),
+    async close() {
+      clearInterval(poll);
+      subscriber.disconnect();
+    },
+  };
+}

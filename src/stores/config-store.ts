@@ -1,0 +1,95 @@
+import type { Redis } from 'ioredis';
+import type { ConnectorRegistry } from '../connectors/registry.js';
+import { type Destination, type Environment, EnvironmentSchema } from '../domain/configuration.js';
+import { AppError } from '../domain/errors.js';
+import { redactValue } from '../observability/redact.js';
+import type { RedisKeys } from './redis-keys.js';
+import type { SecretBox } from './secret-box.js';
+
+/**
+ * The configuration lives in Redis beside the queues: one hash field per environment (its flags
+ * and destinations inside), secrets sealed by the SecretBox, and a version counter bumped (and
+ * published) on every change so running processes reload within seconds.
+ */
+export interface ConfigStore {
+  listEnvironments(): Promise<Environment[]>;
+  getEnvironment(id: string): Promise<Environment | undefined>;
+  /** Read-modify-write of one environment, safe against concurrent writers. Returns the new value. */
+  updateEnvironment(id: string, change: (current: Environment | undefined) => Environment | undefined): Promise<Environment | undefined>;
+  version(): Promise<number>;
+}
+
+type SecretMapper = (value: unknown) => unknown;
+
+/** Applies `map` to every secret of an environment: SDK keys, the webhook token, connector secret settings. */
+export function mapSecrets(environment: Environment, registry: ConnectorRegistry, map: SecretMapper): Environment {
+  return {
+    ...environment,
+    sdkKeys: environment.sdkKeys.map((key) => map(key) as string),
+    ...(environment.webhookToken === undefined ? {} : { webhookToken: map(environment.webhookToken) as string }),
+    destinations: environment.destinations.map((destination) => mapDestinationSecrets(destination, registry, map)),
+  };
+}
+
+export function mapDestinationSecrets(destination: Destination, registry: ConnectorRegistry, map: SecretMapper): Destination {
+  const secretKeys = registry.get(destination.type)?.secretSettings ?? [];
+  const settings: Record<string, unknown> = { ...destination.settings };
+  for (const key of secretKeys) if (settings[key] !== undefined) settings[key] = map(settings[key]);
+  return { ...destination, settings };
+}
+
+export function redactEnvironment(environment: Environment, registry: ConnectorRegistry): Environment {
+  return mapSecrets(environment, registry, redactValue);
+}
+
+export function redactDestination(destination: Destination, registry: ConnectorRegistry): Destination {
+  return mapDestinationSecrets(destination, registry, redactValue);
+}
+
+export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registry: ConnectorRegistry; secrets: SecretBox }): ConfigStore {
+  const { redis, keys, registry, secrets } = deps;
+
+  const decode = (raw: string): Environment => {
+    const stored = EnvironmentSchema.parse(JSON.parse(raw));
+    return mapSecrets(stored, registry, (value) => secrets.open(value));
+  };
+
+  return {
+    async listEnvironments() {
+      const all = await redis.hgetall(keys.configEnvironments);
+      return Object.values(all)
+        .map(decode)
+        .sort((a, b) => a.id.localeCompare(b.id));
+    },
+    async getEnvironment(id) {
+      const raw = await redis.hget(keys.configEnvironments, id);
+      return raw === null ? undefined : decode(raw);
+    },
+    async updateEnvironment(id, change) {
+      for (let attempt = 0; attempt < 20; attempt += 1) {
+        // WATCH needs a connection of its own: a shared one would watch for other callers too.
+        const connection = redis.duplicate();
+        try {
+          await connection.watch(keys.configEnvironments);
+          const raw = await connection.hget(keys.configEnvironments, id);
+          const next = change(raw === null ? undefined : decode(raw));
+          const transaction = connection.multi();
+          if (next === undefined) transaction.hdel(keys.configEnvironments, id);
+          else transaction.hset(keys.configEnvironments, id, JSON.stringify(mapSecrets(next, registry, (value) => secrets.seal(value))));
+          transaction.incr(keys.configVersion);
+          const result = await transaction.exec();
+          if (result !== null) {
+            await redis.publish(keys.configChannel, id);
+            return next;
+          }
+        } finally {
+          connection.disconnect();
+        }
+      }
+      throw new AppError('FLAGSTREAM_ERR_CONFLICT', `environment "${id}" is being changed by others; try again`);
+    },
+    async version() {
+      return Number((await redis.get(keys.configVersion)) ?? 0);
+    },
+  };
+}

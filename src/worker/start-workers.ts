@@ -1,0 +1,92 @@
+import { Worker } from 'bullmq';
+import { createDestinationGuard } from '../delivery/destination-guard.js';
+import { createHttpTransport } from '../delivery/http-transport.js';
+import { createRateLimiter } from '../delivery/rate-limiter.js';
+import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueueName } from '../queues/queues.js';
+import { DeliveryBatcher } from '../routing/delivery-batcher.js';
+import { type AppContext, durationMs } from '../runtime/app-context.js';
+import { createDeliveryBackoff, createDeliveryProcessor } from './delivery-processor.js';
+import { createRouteProcessor } from './route-processor.js';
+
+export interface WorkerOptions {
+  readonly quickRetries?: number;
+  readonly quickRetryMinDelayMs?: number;
+  readonly random?: () => number;
+}
+
+export interface RunningWorkers {
+  readonly routing: Worker<IngestJobData>;
+  readonly delivery: Worker<DeliveryJobData>;
+  close(): Promise<void>;
+}
+
+const userAgent = 'flagstream/0.1 (+https://github.com/flagstream/flagstream)';
+
+/**
+ * The worker role: one routing worker and one delivery worker per process, whatever the number
+ * of destinations (isolation comes from per-destination delays, not a queue per destination).
+ */
+export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): RunningWorkers {
+  const { env, redis, keys } = ctx;
+  const random = options.random ?? Math.random;
+  const shutdown = new AbortController();
+  const transport = createHttpTransport({ guard: createDestinationGuard(env.FLAGSTREAM_DESTINATION_ALLOWLIST.split(',')), userAgent });
+  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS });
+
+  const routing = new Worker<IngestJobData>(
+    ingestQueueName,
+    createRouteProcessor({ config: ctx.config, batcher, stats: ctx.stats, metrics: ctx.metrics, logger: ctx.logger }),
+    { connection: redis, prefix: keys.bullPrefix, concurrency: env.FLAGSTREAM_ROUTING_CONCURRENCY },
+  );
+  const delivery = new Worker<DeliveryJobData>(
+    deliveryQueueName,
+    createDeliveryProcessor({
+      config: ctx.config,
+      deadLetters: ctx.deadLetters,
+      health: ctx.health,
+      rateLimiter: createRateLimiter({ redis, keys }),
+      platform: { http: transport },
+      metrics: ctx.metrics,
+      logger: ctx.logger,
+      clock: ctx.clock,
+      random,
+      maxDeliveryAgeMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE'),
+      quickRetries: options.quickRetries ?? 2,
+      quickRetryMinDelayMs: options.quickRetryMinDelayMs ?? 200,
+      shutdownSignal: shutdown.signal,
+    }),
+    {
+      connection: redis,
+      prefix: keys.bullPrefix,
+      concurrency: env.FLAGSTREAM_DELIVERY_CONCURRENCY,
+      settings: { backoffStrategy: createDeliveryBackoff({ config: ctx.config, random }) },
+    },
+  );
+  for (const worker of [routing, delivery]) {
+    worker.on('error', (error) => ctx.logger.error({ err: error, queue: worker.name }, 'worker error'));
+    worker.on('failed', (job, error) => {
+      // Expected for retries; a job that lands in the failed set for good is a bug worth a log line.
+      if (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1)) ctx.logger.error({ err: error, queue: worker.name, jobId: job.id }, 'job failed for good');
+    });
+  }
+  const trim = setInterval(() => {
+    ctx.deadLetters.trim(ctx.clock()).catch((error: unknown) => ctx.logger.warn({ err: error }, 'dead letter trim failed'));
+  }, 3_600_000);
+  trim.unref();
+
+  return {
+    routing,
+    delivery,
+    async close() {
+      clearInterval(trim);
+      // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
+      await routing.close();
+      await batcher.drain();
+      const closing = delivery.close();
+      const force = setTimeout(() => shutdown.abort(), 10_000);
+      await closing;
+      clearTimeout(force);
+      transport.close();
+    },
+  };
+}
