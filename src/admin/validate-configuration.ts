@@ -7,6 +7,11 @@ import { type FieldProblem, problemsFromZod, validationError } from '../domain/e
  * connector's schema, then the rules across entries (unique ids, keys and tokens). Every problem
  * is reported with its full path; nothing is applied unless all of it is valid.
  */
+/** `at.rest`, or just `rest` at the root. */
+function field(at: string, rest: string): string {
+  return at === '' ? rest : `${at}.${rest}`;
+}
+
 export function validateConfiguration(raw: unknown, registry: ConnectorRegistry): Configuration {
   const parsed = ConfigurationSchema.safeParse(raw);
   if (!parsed.success) throw validationError(problemsFromZod(parsed.error.issues));
@@ -16,17 +21,17 @@ export function validateConfiguration(raw: unknown, registry: ConnectorRegistry)
   const sdkKeys = new Map<string, string>();
   parsed.data.environments.forEach((environment, envIndex) => {
     const at = `environments[${envIndex}]`;
-    if (environmentIds.has(environment.id)) problems.push({ field: `${at}.id`, message: `duplicate environment id "${environment.id}"` });
+    if (environmentIds.has(environment.id)) problems.push({ field: field(at, `id`), message: `duplicate environment id "${environment.id}"` });
     environmentIds.set(environment.id, envIndex);
     problems.push(...environmentProblems(environment, registry, at));
     environment.sdkKeys.forEach((key, keyIndex) => {
       const owner = sdkKeys.get(key);
-      if (owner !== undefined && owner !== environment.id) problems.push({ field: `${at}.sdkKeys[${keyIndex}]`, message: `this SDK key already belongs to environment "${owner}"` });
+      if (owner !== undefined && owner !== environment.id) problems.push({ field: field(at, `sdkKeys[${keyIndex}]`), message: `this SDK key already belongs to environment "${owner}"` });
       sdkKeys.set(key, environment.id);
     });
     environment.destinations.forEach((destination, destIndex) => {
       const owner = destinationIds.get(destination.id);
-      if (owner !== undefined) problems.push({ field: `${at}.destinations[${destIndex}].id`, message: `duplicate destination id "${destination.id}" (also in environment "${owner}")` });
+      if (owner !== undefined) problems.push({ field: field(at, `destinations[${destIndex}].id`), message: `duplicate destination id "${destination.id}" (also in environment "${owner}")` });
       destinationIds.set(destination.id, environment.id);
     });
   });
@@ -39,14 +44,14 @@ export function environmentProblems(environment: Environment, registry: Connecto
   const problems: FieldProblem[] = [];
   const flagNames = new Set<string>();
   environment.flags.forEach((flag, index) => {
-    if (flagNames.has(flag.name)) problems.push({ field: `${at}.flags[${index}].name`, message: `duplicate flag "${flag.name}"` });
+    if (flagNames.has(flag.name)) problems.push({ field: field(at, `flags[${index}].name`), message: `duplicate flag "${flag.name}"` });
     flagNames.add(flag.name);
   });
   const destinationIds = new Set<string>();
   environment.destinations.forEach((destination, index) => {
-    if (destinationIds.has(destination.id)) problems.push({ field: `${at}.destinations[${index}].id`, message: `duplicate destination id "${destination.id}"` });
+    if (destinationIds.has(destination.id)) problems.push({ field: field(at, `destinations[${index}].id`), message: `duplicate destination id "${destination.id}"` });
     destinationIds.add(destination.id);
-    problems.push(...destinationProblems(destination, registry, `${at}.destinations[${index}]`));
+    problems.push(...destinationProblems(destination, registry, field(at, `destinations[${index}]`)));
   });
   return problems;
 }
@@ -55,10 +60,10 @@ export function destinationProblems(destination: Destination, registry: Connecto
   const connector = registry.get(destination.type);
   if (!connector) {
     const known = registry.list().map((c) => c.type).join(', ');
-    return [{ field: `${at}.type`, message: `unknown connector type "${destination.type}"; known: ${known}` }];
+    return [{ field: field(at, `type`), message: `unknown connector type "${destination.type}"; known: ${known}` }];
   }
   const settings = connector.settingsSchema.safeParse(destination.settings);
-  return settings.success ? [] : problemsFromZod(settings.error.issues, `${at}.settings`);
+  return settings.success ? [] : problemsFromZod(settings.error.issues, field(at, `settings`));
 }
 
 export function parseEnvironment(raw: unknown, registry: ConnectorRegistry, at = ''): Environment {

@@ -15,7 +15,7 @@ export interface RedisConnection {
   close(): Promise<void>;
 }
 
-const defaultUrl = 'redis://127.0.0.1:6379';
+const standardUrl = 'redis://127.0.0.1:6379';
 
 function client(url: string, probing: boolean): Redis {
   return new Redis(url, {
@@ -78,7 +78,15 @@ export function redactUrl(url: string): string {
  * REDIS_URL when set; else 127.0.0.1:6379 when something answers there; else a private
  * `redis-server` child with its data under `dataDir`, stopped with flagstream.
  */
-export async function connectRedis(options: { url: string | undefined; dataDir: string; logger: Logger; allowChild: boolean }): Promise<RedisConnection> {
+export async function connectRedis(options: {
+  url: string | undefined;
+  dataDir: string;
+  logger: Logger;
+  allowChild: boolean;
+  /** Where to look first when no URL is given (tests point it at a closed port). */
+  defaultUrl?: string;
+}): Promise<RedisConnection> {
+  const defaultUrl = options.defaultUrl ?? standardUrl;
   let url = options.url;
   let child: ChildProcess | undefined;
   if (url === undefined) {

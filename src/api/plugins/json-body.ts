@@ -8,7 +8,8 @@ import { AppError } from '../../domain/errors.js';
  * The size limit applies to the decompressed body too.
  */
 export function registerJsonBody(app: FastifyInstance, maxBytes: number): void {
-  app.removeContentTypeParser(['application/json']);
+  // Only JSON is accepted anywhere: fastify's default text/plain parser would turn a 415 into a 400.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser(['application/json', 'application/x-ndjson'], { parseAs: 'buffer', bodyLimit: maxBytes }, (request, body, done) => {
     try {
       const raw = body as Buffer;

@@ -1,0 +1,3 @@
+import { runCli } from '../../src/cli/cli.js';
+
+await runCli(process.argv);
