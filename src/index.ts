@@ -20,3 +20,4 @@ export { defineHttpConnector, type HttpConnectorDefinition } from './connectors/
 export { classifyHttpResult } from './delivery/default-classification.js';
 export { parseRetryAfter } from './delivery/retry-after.js';
 export { type Impression, ImpressionSchema } from './domain/impression.js';
+export { createWebhookVerifier, verifyWebhook, WebhookVerificationError, type WebhookHeaders } from './receiving/verify-webhook.js';

@@ -1,6 +1,8 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { createConfigService } from '../admin/config-service.js';
+import { createDeadLettersService } from '../admin/dead-letters-service.js';
+import { createDestinationHealthService } from '../admin/destination-health-service.js';
 import { createIngestService } from '../ingest/accept-impressions.js';
 import type { AppContext } from '../runtime/app-context.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
@@ -31,7 +33,17 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
     }
   });
   registerIngestRoutes(app, { config: ctx.config, ingest, stats: ctx.stats, metrics: ctx.metrics, clock: ctx.clock });
-  registerAdminRoutes(app, { adminToken: ctx.env.ADMIN_TOKEN, configService, stats: ctx.stats });
+  const current = () => ctx.config.current();
+  registerAdminRoutes(app, {
+    adminToken: ctx.env.ADMIN_TOKEN,
+    configService,
+    stats: ctx.stats,
+    deadLetters: createDeadLettersService({ store: ctx.deadLetters, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
+    destinationHealth: createDestinationHealthService({ health: ctx.health, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
+    deliveryQueue: ctx.queues.delivery,
+    refreshConfig: () => ctx.config.refresh(),
+    clock: ctx.clock,
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

@@ -1,5 +1,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { applyCommand, exportCommand, statsCommand } from './commands/config-commands.js';
+import { dlqList, dlqPurge, dlqReplay, dlqShow } from './commands/dead-letter-commands.js';
+import { destinationsPause, destinationsResume, destinationsStatus } from './commands/destination-commands.js';
+import { receiveCommand } from './commands/receive.js';
 import { type Role, serve } from './commands/serve.js';
 import { reportCliError } from './output.js';
 
@@ -45,6 +48,72 @@ export function buildCli(): Command {
     .argument('<environment>', 'environment id')
     .option('--json', 'machine-readable output')
     .action((environment: string, options: { json?: boolean }) => statsCommand(environment, options));
+
+  const dlq = program.command('dlq').description('inspect, replay and purge dead letters');
+  dlq
+    .command('list')
+    .description('list dead letters, newest first')
+    .option('--destination <id>', 'only this destination')
+    .option('--since <time>', 'ISO date, epoch ms, or a duration back from now (2h, 7d)')
+    .option('--until <time>', 'same forms as --since')
+    .option('--status <status>', 'pending or replayed')
+    .option('--limit <n>', 'at most this many', (v) => Number(v))
+    .option('--json', 'machine-readable output')
+    .action((options) => dlqList(options));
+  dlq
+    .command('show')
+    .description('one dead letter with its impressions and last error')
+    .argument('<id>')
+    .option('--json', 'machine-readable output')
+    .action((id: string, options: { json?: boolean }) => dlqShow(id, options));
+  for (const [name, description, run] of [
+    ['replay', 're-queue dead-lettered impressions (same ids) for delivery; safe to run twice', dlqReplay],
+    ['purge', 'delete dead letters', dlqPurge],
+  ] as const) {
+    dlq
+      .command(name)
+      .description(description)
+      .argument('[ids...]', 'dead letter ids')
+      .option('--destination <id>', 'every dead letter of this destination')
+      .option('--since <time>', 'with --destination or --all: only those created since')
+      .option('--until <time>', 'with --destination or --all: only those created before')
+      .option('--status <status>', 'pending or replayed (replay: pending only)')
+      .option('--all', 'every dead letter')
+      .option('--dry-run', 'say what would happen, do nothing')
+      .option('--json', 'machine-readable output')
+      .action((ids: string[], options) => run(ids, options));
+  }
+
+  const destinations = program.command('destinations').description('destination health: status, pause, resume');
+  destinations
+    .command('status')
+    .alias('list')
+    .description('state of every destination (or one): healthy, open (circuit breaker) or paused, and why')
+    .argument('[id]')
+    .option('--json', 'machine-readable output')
+    .action((id: string | undefined, options: { json?: boolean }) => destinationsStatus(id, options));
+  destinations
+    .command('pause')
+    .description('pause a destination: its impressions wait, nothing is dropped')
+    .argument('<id>')
+    .option('--reason <text>', 'shown in status')
+    .option('--json', 'machine-readable output')
+    .action((id: string, options: { reason?: string; json?: boolean }) => destinationsPause(id, options));
+  destinations
+    .command('resume')
+    .description('resume a paused (or circuit-open) destination and release its waiting work')
+    .argument('<id>')
+    .option('--json', 'machine-readable output')
+    .action((id: string, options: { json?: boolean }) => destinationsResume(id, options));
+
+  program
+    .command('receive')
+    .description("a local receiver for flagstream's webhooks: verifies signatures, rejects stale and replayed deliveries, prints each")
+    .requiredOption('--secret <whsec>', 'the destination secret, whsec_<base64>')
+    .option('-p, --port <port>', 'port to listen on', port, 9000)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--json', 'print one JSON line per delivery')
+    .action((options: { port: number; host: string; secret: string; json?: boolean }) => receiveCommand(options));
 
   return program;
 }

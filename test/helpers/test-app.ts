@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { createConfigService } from '../../src/admin/config-service.js';
 import { readEnv } from '../../src/app-config.js';
 import { buildServer } from '../../src/api/build-server.js';
+import type { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { ConfigurationInput } from '../../src/domain/configuration.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { type AppContext, createAppContext } from '../../src/runtime/app-context.js';
@@ -21,17 +22,24 @@ export interface TestApp {
   /** Completed delivery jobs seen so far (results included). */
   readonly completedDeliveries: { readonly job: Job; readonly result: unknown }[];
   readonly completedRoutings: { readonly job: Job; readonly result: unknown }[];
+  /** Delivery attempts that ended in a retry (BullMQ 'failed' events). */
+  readonly failedDeliveries: { readonly job: Job; readonly error: Error; readonly at: number }[];
   admin(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<{ status: number; body: unknown }>;
   apply(config: ConfigurationInput): Promise<void>;
-  /** Resolves once `count` delivery jobs have completed (counting from the start). */
-  waitForDeliveries(count: number, timeoutMs?: number): Promise<void>;
+  /** Resolves once `count` delivery jobs (of `destination`, if given) have completed, counting from the start. */
+  waitForDeliveries(count: number, timeoutMs?: number, destination?: string): Promise<void>;
   waitForRoutings(count: number, timeoutMs?: number): Promise<void>;
+  waitForFailedDeliveries(count: number, timeoutMs?: number, destination?: string): Promise<void>;
+  /** Waits for an observable state (polled every 25 ms), for what no event announces. */
+  waitForState(condition: () => Promise<boolean>, timeoutMs?: number, what?: string): Promise<void>;
   startWorkers(options?: WorkerOptions): RunningWorkers;
   close(): Promise<void>;
 }
 
 /** The whole stack on a real Redis under a unique prefix: API listening on an ephemeral port, workers optional. */
-export async function startTestApp(options: { env?: Record<string, string>; workers?: boolean; workerOptions?: WorkerOptions; clock?: () => number } = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: { env?: Record<string, string>; workers?: boolean; workerOptions?: WorkerOptions; clock?: () => number; registry?: ConnectorRegistry } = {},
+): Promise<TestApp> {
   const prefix = uniquePrefix();
   const env = readEnv({
     REDIS_URL: testRedisUrl,
@@ -44,11 +52,12 @@ export async function startTestApp(options: { env?: Record<string, string>; work
   });
   const redis = createTestRedis();
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const ctx = await createAppContext({ env, logger, redis, metrics: createMetrics({ defaultMetrics: false }), configPollIntervalMs: 200, ...(options.clock ? { clock: options.clock } : {}) });
+  const ctx = await createAppContext({ env, logger, redis, metrics: createMetrics({ defaultMetrics: false }), configPollIntervalMs: 200, ...(options.clock ? { clock: options.clock } : {}), ...(options.registry ? { registry: options.registry } : {}) });
   const server = buildServer(ctx, { logger });
   const address = await server.listen({ port: 0, host: '127.0.0.1' });
   const completedDeliveries: { job: Job; result: unknown }[] = [];
   const completedRoutings: { job: Job; result: unknown }[] = [];
+  const failedDeliveries: { job: Job; error: Error; at: number }[] = [];
   const listeners = new Set<() => void>();
   const notify = () => {
     for (const listener of listeners) listener();
@@ -65,6 +74,7 @@ export async function startTestApp(options: { env?: Record<string, string>; work
     workers: undefined,
     completedDeliveries,
     completedRoutings,
+    failedDeliveries,
     async admin(method, path, body) {
       const response = await server.inject({
         method,
@@ -78,16 +88,32 @@ export async function startTestApp(options: { env?: Record<string, string>; work
       await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply(config);
       await ctx.config.refresh();
     },
-    waitForDeliveries(count, timeoutMs) {
-      return waitUntil(() => completedDeliveries.length >= count, subscribe, timeoutMs, `${count} delivery job(s)`);
+    waitForDeliveries(count, timeoutMs, destination) {
+      const matching = () => completedDeliveries.filter((d) => destination === undefined || d.job.name === destination).length;
+      return waitUntil(() => matching() >= count, subscribe, timeoutMs, `${count} delivery job(s)${destination ? ` of ${destination}` : ''}`);
     },
     waitForRoutings(count, timeoutMs) {
       return waitUntil(() => completedRoutings.length >= count, subscribe, timeoutMs, `${count} routing job(s)`);
+    },
+    waitForFailedDeliveries(count, timeoutMs, destination) {
+      const matching = () => failedDeliveries.filter((d) => destination === undefined || d.job.name === destination).length;
+      return waitUntil(() => matching() >= count, subscribe, timeoutMs, `${count} failed delivery attempt(s)${destination ? ` of ${destination}` : ''}`);
+    },
+    async waitForState(condition, timeoutMs = 15_000, what = 'state') {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await condition())) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
     },
     startWorkers(workerOptions) {
       const workers = startWorkers(ctx, { random: () => 0.5, quickRetries: 0, ...workerOptions });
       workers.delivery.on('completed', (job, result) => {
         completedDeliveries.push({ job, result });
+        notify();
+      });
+      workers.delivery.on('failed', (job, error) => {
+        if (job !== undefined) failedDeliveries.push({ job, error, at: Date.now() });
         notify();
       });
       workers.routing.on('completed', (job, result) => {

@@ -1,6 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConfigService } from '../../admin/config-service.js';
+import { type DeadLettersService, parseTimeBound } from '../../admin/dead-letters-service.js';
+import { type DestinationHealthService, promoteDelayed } from '../../admin/destination-health-service.js';
+import type { Queue } from 'bullmq';
+import type { DeliveryJobData } from '../../queues/queues.js';
+import { DeadLetterSchema } from '../../domain/dead-letter.js';
 import { AppError } from '../../domain/errors.js';
 import type { StatsStore } from '../../stores/stats-store.js';
 
@@ -8,6 +13,11 @@ export interface AdminRouteDeps {
   readonly adminToken: string | undefined;
   readonly configService: ConfigService;
   readonly stats: StatsStore;
+  readonly deadLetters: DeadLettersService;
+  readonly destinationHealth: DestinationHealthService;
+  readonly deliveryQueue: Queue<DeliveryJobData>;
+  readonly refreshConfig: () => Promise<unknown>;
+  readonly clock: () => number;
 }
 
 type Params = Record<string, string>;
@@ -29,7 +39,32 @@ function tokenMatches(given: string, expected: string): boolean {
  * track-impressions toggle), destinations. Secrets are redacted in every answer; sending
  * `[redacted]` back keeps the stored value. Changes reach running workers within seconds.
  */
-export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, register: (app: FastifyInstance) => void = () => undefined): void {
+function statusFilter(value: string | undefined) {
+  if (value === undefined) return undefined;
+  const parsed = DeadLetterSchema.shape.status.safeParse(value);
+  if (!parsed.success) throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'status: expected pending or replayed', { field: 'status' });
+  return parsed.data;
+}
+
+/** Body of replay and purge: `{ ids: [...] }`, `{ destination, since, until }` or `{ all: true }`, plus `dryRun`. */
+function selection(body: Body, now: number) {
+  const ids = body.ids;
+  if (ids !== undefined && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string'))) {
+    throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'ids: expected an array of dead letter ids', { field: 'ids' });
+  }
+  const text = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
+  return {
+    ids: ids as string[] | undefined,
+    destinationId: text('destination'),
+    since: parseTimeBound(text('since'), now, 'since'),
+    until: parseTimeBound(text('until'), now, 'until'),
+    status: statusFilter(text('status')),
+    all: body.all === true,
+    dryRun: body.dryRun === true,
+  };
+}
+
+export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   const { configService: config } = deps;
   app.register(
     async (admin) => {
@@ -91,10 +126,44 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps, 
         await config.deleteDestination((request.params as Params).destinationId ?? '');
         return reply.status(204).send();
       });
-      admin.post('/destinations/:destinationId/enable', async (request) => config.setDestinationEnabled((request.params as Params).destinationId ?? '', true));
+      admin.post('/destinations/:destinationId/enable', async (request) => {
+        const destinationId = (request.params as Params).destinationId ?? '';
+        const destination = await config.setDestinationEnabled(destinationId, true);
+        await deps.refreshConfig();
+        // Work that waited while it was disabled goes now rather than at its next check.
+        await promoteDelayed(deps.deliveryQueue, destinationId);
+        return destination;
+      });
       admin.post('/destinations/:destinationId/disable', async (request) => config.setDestinationEnabled((request.params as Params).destinationId ?? '', false));
 
-      register(admin);
+      // Health: circuit breaker state, operator pause and resume.
+      admin.get('/health/destinations', async () => ({ destinations: await deps.destinationHealth.list() }));
+      admin.get('/destinations/:destinationId/health', async (request) => deps.destinationHealth.status((request.params as Params).destinationId ?? ''));
+      admin.post('/destinations/:destinationId/pause', async (request) => {
+        const reason = request.body !== undefined && request.body !== null ? (asBody(request.body).reason as string | undefined) : undefined;
+        return deps.destinationHealth.pause((request.params as Params).destinationId ?? '', reason);
+      });
+      admin.post('/destinations/:destinationId/resume', async (request) => deps.destinationHealth.resume((request.params as Params).destinationId ?? ''));
+
+      // Dead letters.
+      admin.get('/dead-letters', async (request) => {
+        const query = request.query as Params;
+        const now = deps.clock();
+        const limit = query.limit === undefined ? 100 : Number(query.limit);
+        if (!Number.isInteger(limit) || limit < 1) throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'limit: expected a positive integer', { field: 'limit' });
+        return {
+          deadLetters: await deps.deadLetters.list({
+            destinationId: query.destination,
+            since: parseTimeBound(query.since, now, 'since'),
+            until: parseTimeBound(query.until, now, 'until'),
+            status: statusFilter(query.status),
+            limit,
+          }),
+        };
+      });
+      admin.get('/dead-letters/:id', async (request) => deps.deadLetters.show((request.params as Params).id ?? ''));
+      admin.post('/dead-letters/replay', async (request) => deps.deadLetters.replay(selection(asBody(request.body ?? {}), deps.clock())));
+      admin.post('/dead-letters/purge', async (request) => deps.deadLetters.purge(selection(asBody(request.body ?? {}), deps.clock())));
     },
     { prefix: '/admin/v1' },
   );

@@ -1,0 +1,125 @@
+import type { Queue } from 'bullmq';
+import type { DeadLetter, DeadLetterStatus } from '../domain/dead-letter.js';
+import { AppError } from '../domain/errors.js';
+import type { DeliveryJobData } from '../queues/queues.js';
+import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
+import type { DeadLetterStore } from '../stores/dead-letter-store.js';
+
+export interface DeadLetterSelection {
+  readonly ids?: readonly string[] | undefined;
+  readonly destinationId?: string | undefined;
+  readonly since?: number | undefined;
+  readonly until?: number | undefined;
+  readonly all?: boolean | undefined;
+  readonly status?: DeadLetterStatus | undefined;
+}
+
+export interface ReplayReport {
+  readonly dryRun: boolean;
+  /** Dead letters re-queued (or that would be). */
+  readonly deadLetters: number;
+  /** Impressions re-queued (or that would be). */
+  readonly impressions: number;
+  /** Selected but not re-queued, with why (already replayed, destination gone). */
+  readonly skipped: readonly { readonly id: string; readonly reason: string }[];
+}
+
+/** Summary line of a dead letter, as lists show it (the impressions themselves via `show`). */
+export function summarize(letter: DeadLetter) {
+  const { impressions, ...rest } = letter;
+  return { ...rest, impressionCount: impressions.length };
+}
+
+/**
+ * Listing, inspecting, replaying and purging dead letters; shared by the admin API and the CLI.
+ * Replay re-queues the same impressions (same ids, so destinations that dedupe see no
+ * duplicates) behind live traffic, and marks each dead letter replayed so a second run does nothing.
+ */
+export function createDeadLettersService(deps: { store: DeadLetterStore; deliveryQueue: Queue<DeliveryJobData>; config: () => ConfigSnapshot; clock: () => number }) {
+  const { store } = deps;
+
+  const select = async (selection: DeadLetterSelection, defaultStatus?: DeadLetterStatus): Promise<DeadLetter[]> => {
+    const status = selection.status ?? defaultStatus;
+    if (selection.ids !== undefined && selection.ids.length > 0) {
+      const letters: DeadLetter[] = [];
+      for (const id of selection.ids) {
+        const letter = await store.get(id);
+        if (letter === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
+        letters.push(letter);
+      }
+      return letters;
+    }
+    if (!selection.all && selection.destinationId === undefined) {
+      throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'say which dead letters: ids, a destination, or all', { field: 'destination' });
+    }
+    return store.list({ destinationId: selection.destinationId, since: selection.since, until: selection.until, status });
+  };
+
+  return {
+    async list(query: { destinationId?: string | undefined; since?: number | undefined; until?: number | undefined; status?: DeadLetterStatus | undefined; limit?: number | undefined }) {
+      return (await store.list(query)).map(summarize);
+    },
+
+    async show(id: string): Promise<DeadLetter> {
+      const letter = await store.get(id);
+      if (letter === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
+      return letter;
+    },
+
+    async replay(selection: DeadLetterSelection & { dryRun?: boolean }): Promise<ReplayReport> {
+      const letters = await select(selection, 'pending');
+      const skipped: { id: string; reason: string }[] = [];
+      let deadLetters = 0;
+      let impressions = 0;
+      const snapshot = deps.config();
+      for (const letter of letters) {
+        if (letter.status !== 'pending') {
+          skipped.push({ id: letter.id, reason: 'already replayed' });
+          continue;
+        }
+        const destination = snapshot.destinations.get(letter.destinationId);
+        if (destination === undefined) {
+          skipped.push({ id: letter.id, reason: `destination "${letter.destinationId}" no longer exists` });
+          continue;
+        }
+        if (!selection.dryRun) {
+          // The job id is derived from the dead letter: re-running a replay interrupted between
+          // these two steps finds the job already there instead of queueing it twice.
+          await deps.deliveryQueue.add(
+            letter.destinationId,
+            { destinationId: letter.destinationId, environmentId: letter.environmentId, items: letter.impressions, replayOf: letter.id },
+            { jobId: `replay-${letter.id}`, attempts: destination.destination.delivery.retrySchedule.length + 1, backoff: { type: 'destination' }, priority: 10 },
+          );
+          if (!(await store.markReplayed(letter.id, deps.clock()))) {
+            skipped.push({ id: letter.id, reason: 'already replayed' });
+            continue;
+          }
+        }
+        deadLetters += 1;
+        impressions += letter.impressions.length;
+      }
+      return { dryRun: selection.dryRun === true, deadLetters, impressions, skipped };
+    },
+
+    async purge(selection: DeadLetterSelection & { dryRun?: boolean }): Promise<{ dryRun: boolean; purged: number }> {
+      const letters = await select(selection);
+      if (selection.dryRun) return { dryRun: true, purged: letters.length };
+      return { dryRun: false, purged: await store.remove(letters.map((l) => l.id)) };
+    },
+  };
+}
+export type DeadLettersService = ReturnType<typeof createDeadLettersService>;
+
+/** `--since`/`--until`: an ISO date, epoch ms, or a duration back from now (`2h`, `30m`, `7d`). */
+export function parseTimeBound(text: string | undefined, now: number, field: string): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const relative = /^(\d+)(s|m|h|d)$/.exec(text);
+  if (relative) {
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 's' | 'm' | 'h' | 'd'];
+    return now - Number(relative[1]) * unit;
+  }
+  if (/^\d{10,}$/.test(text)) return Number(text);
+  const parsed = Date.parse(text);
+  if (Number.isNaN(parsed)) throw new AppError('FLAGSTREAM_ERR_VALIDATION', `${field}: expected an ISO date (2026-11-24T10:00:00Z), epoch ms, or a duration back from now (2h, 7d); got "${text}"`, { field });
+  return parsed;
+}
