@@ -72,7 +72,7 @@ export function dlqShow(id: string, options: { json?: boolean }): Promise<void> 
       `id:            ${letter.id}`,
       `destination:   ${letter.destinationId} (${letter.connectorType}, environment ${letter.environmentId})`,
       `reason:        ${letter.reason}`,
-      `error:         ${letter.error.status === undefined ? '' : `HTTP ${letter.error.status} `}${letter.error.message}`,
+      `error:         ${letter.error.message}`,
       `attempts:      ${letter.attempts} (first ${time(letter.firstAttemptAt)}, last ${time(letter.lastAttemptAt)})`,
       `status:        ${letter.status}${letter.replayedAt === undefined ? '' : ` at ${time(letter.replayedAt)}`}`,
       `impressions:   ${letter.impressions.length}`,
