@@ -9,7 +9,7 @@ import { parseDestination, parseEnvironment, validateConfiguration } from './val
 
 export interface ConfigChange {
   readonly action: 'create' | 'update' | 'delete';
-  readonly kind: 'environment' | 'flag' | 'destination';
+  readonly kind: 'environment' | 'flag' | 'destination' | 'plugin';
   readonly environmentId: string;
   readonly id: string;
 }
@@ -98,7 +98,12 @@ export function createConfigService(deps: { store: ConfigStore; registry: Connec
       const configuration: Configuration = validateConfiguration({ plugins: shape.data.plugins, environments: [...merged, ...kept] }, registry);
       const next = configuration.environments.slice(0, merged.length);
       const changes = diffEnvironments(storedList, next, options.prune === true);
+      const storedPlugins = await store.listPlugins();
+      const plugins = options.prune ? [...new Set(shape.data.plugins)] : [...new Set([...storedPlugins, ...shape.data.plugins])];
+      for (const plugin of plugins) if (!storedPlugins.includes(plugin)) changes.push({ action: 'create', kind: 'plugin', environmentId: '', id: plugin });
+      for (const plugin of storedPlugins) if (!plugins.includes(plugin)) changes.push({ action: 'delete', kind: 'plugin', environmentId: '', id: plugin });
       if (options.dryRun) return changes;
+      if (!isDeepStrictEqual(storedPlugins, plugins)) await store.setPlugins(plugins);
       for (const environment of next) {
         if (!isDeepStrictEqual(stored.get(environment.id), environment)) await store.updateEnvironment(environment.id, () => environment);
       }
@@ -107,11 +112,12 @@ export function createConfigService(deps: { store: ConfigStore; registry: Connec
     },
 
     async exportYaml(): Promise<string> {
-      return stringify({ environments: (await this.exportConfiguration()).environments });
+      const { plugins, environments } = await this.exportConfiguration();
+      return stringify(plugins.length > 0 ? { plugins, environments } : { environments });
     },
 
-    async exportConfiguration(): Promise<{ environments: Environment[] }> {
-      return { environments: (await store.listEnvironments()).map((e) => redactEnvironment(e, registry)) };
+    async exportConfiguration(): Promise<{ plugins: string[]; environments: Environment[] }> {
+      return { plugins: await store.listPlugins(), environments: (await store.listEnvironments()).map((e) => redactEnvironment(e, registry)) };
     },
 
     async listEnvironments(): Promise<Environment[]> {

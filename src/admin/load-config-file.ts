@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { resolvePluginSpec } from '../connectors/load-plugins.js';
 import { parse } from 'yaml';
 import { AppError, type FieldProblem, formatPath, validationError } from '../domain/errors.js';
 
@@ -23,7 +25,20 @@ export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = proc
   const problems: FieldProblem[] = [];
   const substituted = substitute(document ?? {}, [], env, problems);
   if (problems.length > 0) throw validationError(problems);
-  return substituted;
+  return withResolvedPlugins(substituted, dirname(path));
+}
+
+/** Local plugin paths are relative to the file that names them; other processes get them absolute. */
+function withResolvedPlugins(document: unknown, baseDir: string): unknown {
+  if (document === null || typeof document !== 'object' || !Array.isArray((document as { plugins?: unknown }).plugins)) return document;
+  const plugins = (document as { plugins: unknown[] }).plugins.map((p) => (typeof p === 'string' ? resolvePluginSpec(p, baseDir) : p));
+  return { ...(document as Record<string, unknown>), plugins };
+}
+
+/** The plugins a loaded configuration names (already resolved). */
+export function pluginsOf(document: unknown): string[] {
+  const plugins = (document as { plugins?: unknown } | null)?.plugins;
+  return Array.isArray(plugins) ? plugins.filter((p): p is string => typeof p === 'string') : [];
 }
 
 function substitute(value: unknown, path: PropertyKey[], env: NodeJS.ProcessEnv, problems: FieldProblem[]): unknown {

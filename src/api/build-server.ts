@@ -4,6 +4,11 @@ import { createConfigService } from '../admin/config-service.js';
 import { createDeadLettersService } from '../admin/dead-letters-service.js';
 import { createDestinationHealthService } from '../admin/destination-health-service.js';
 import { createIngestService } from '../ingest/accept-impressions.js';
+import { describeConnector } from '../connectors/describe-connector.js';
+import { createDestinationGuard } from '../delivery/destination-guard.js';
+import { createHttpTransport } from '../delivery/http-transport.js';
+import { testDestination } from '../delivery/test-destination.js';
+import { AppError } from '../domain/errors.js';
 import type { AppContext } from '../runtime/app-context.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerJsonBody } from './plugins/json-body.js';
@@ -43,6 +48,20 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
     deliveryQueue: ctx.queues.delivery,
     refreshConfig: () => ctx.config.refresh(),
     clock: ctx.clock,
+    connectors: () => ctx.registry.list().map(describeConnector),
+    testDestination: async (destinationId) => {
+      const destination = ctx.config.current().destinations.get(destinationId);
+      if (destination === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no destination "${destinationId}"`, { field: 'destinationId' });
+      if (destination.connector === undefined || destination.settingsError !== undefined) {
+        throw new AppError('FLAGSTREAM_ERR_VALIDATION', `destination "${destinationId}" is misconfigured: ${destination.settingsError ?? 'unknown connector'}`);
+      }
+      const transport = createHttpTransport({ guard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST.split(',')), userAgent: 'flagstream/0.1 (destination test)' });
+      try {
+        return await testDestination(destination, { http: transport }, ctx.clock());
+      } finally {
+        transport.close();
+      }
+    },
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { applyCommand, exportCommand, statsCommand } from './commands/config-commands.js';
+import { connectorsCommand, destinationsTest } from './commands/connector-commands.js';
 import { dlqList, dlqPurge, dlqReplay, dlqShow } from './commands/dead-letter-commands.js';
 import { destinationsPause, destinationsResume, destinationsStatus } from './commands/destination-commands.js';
 import { receiveCommand } from './commands/receive.js';
@@ -84,7 +85,7 @@ export function buildCli(): Command {
       .action((ids: string[], options) => run(ids, options));
   }
 
-  const destinations = program.command('destinations').description('destination health: status, pause, resume');
+  const destinations = program.command('destinations').description('destination health and checks: status, pause, resume, test');
   destinations
     .command('status')
     .alias('list')
@@ -105,6 +106,19 @@ export function buildCli(): Command {
     .argument('<id>')
     .option('--json', 'machine-readable output')
     .action((id: string, options: { json?: boolean }) => destinationsResume(id, options));
+
+  destinations
+    .command('test')
+    .description('send one clearly marked test impression to a destination and print its answer (exit 1 unless delivered)')
+    .argument('<id>')
+    .option('--json', 'machine-readable output')
+    .action((id: string, options: { json?: boolean }) => destinationsTest(id, options));
+
+  program
+    .command('connectors')
+    .description('every connector with its settings (JSON Schema), limits and regions')
+    .option('--json', 'machine-readable output')
+    .action((options: { json?: boolean }) => connectorsCommand(options));
 
   program
     .command('receive')

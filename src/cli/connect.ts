@@ -3,7 +3,11 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { type AppEnv, readEnv } from '../app-config.js';
 import { createLogger } from '../observability/logger.js';
+import { loadPlugins } from '../connectors/load-plugins.js';
+import { ConnectorRegistry } from '../connectors/registry.js';
 import { type AppContext, createAppContext } from '../runtime/app-context.js';
+import { readPlugins } from '../stores/config-store.js';
+import { redisKeys } from '../stores/redis-keys.js';
 import { connectRedis, type RedisConnection } from '../runtime/redis-connection.js';
 
 export interface CliSession {
@@ -20,7 +24,7 @@ function privateUrlFile(env: AppEnv): string {
 }
 
 /** Connects the way `serve` does; commands other than serve never start a Redis of their own. */
-export async function openSession(options: { serving: boolean; logLevel?: string }): Promise<CliSession> {
+export async function openSession(options: { serving: boolean; logLevel?: string; plugins?: readonly string[] }): Promise<CliSession> {
   const env = readEnv();
   const logger = createLogger(options.logLevel ?? env.FLAGSTREAM_LOG_LEVEL, options.serving ? process.stdout : process.stderr);
   let url = env.REDIS_URL;
@@ -31,7 +35,17 @@ export async function openSession(options: { serving: boolean; logLevel?: string
     throw error;
   });
   if (connection.child !== undefined) writeFileSync(noted, connection.url);
-  const ctx = await createAppContext({ env, logger, redis: connection.redis });
+  // Plugins stored by an earlier apply, plus those of the file being applied now.
+  const plugins = [...new Set([...(await readPlugins(connection.redis, redisKeys(env.FLAGSTREAM_REDIS_PREFIX))), ...(options.plugins ?? [])])];
+  const registry = new ConnectorRegistry();
+  try {
+    for (const connector of await loadPlugins(plugins)) registry.register(connector);
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+  if (plugins.length > 0) logger.info({ plugins }, `loaded ${plugins.length} connector plugin(s)`);
+  const ctx = await createAppContext({ env, logger, redis: connection.redis, registry });
   return {
     env,
     logger,

@@ -1,10 +1,10 @@
-import { classifyHttpResult } from '../delivery/default-classification.js';
+import { classifyHttpResult } from './http-classification.js';
 import type { Connector, DeliveryOutcome, EncodedRequest, HttpClient, HttpRequestSpec, HttpResponse, SendResult } from './connector.js';
 
 export interface HttpConnectorDefinition<Settings> extends Omit<Connector<Settings>, 'createClient' | 'send' | 'classify'> {
   /**
    * Vendor-specific meaning of an answer (per-record failures, throttling bodies). Return
-   * undefined to fall back to the default HTTP table (see delivery/default-classification.ts).
+   * undefined to fall back to the default HTTP table (see connectors/http-classification.ts).
    */
   classify?(result: SendResult<HttpResponse>, sent: EncodedRequest<HttpRequestSpec>): DeliveryOutcome | undefined;
 }

@@ -17,6 +17,9 @@ export interface ConfigStore {
   /** Read-modify-write of one environment, safe against concurrent writers. Returns the new value. */
   updateEnvironment(id: string, change: (current: Environment | undefined) => Environment | undefined): Promise<Environment | undefined>;
   version(): Promise<number>;
+  /** Connector plugins every process loads at start (absolute paths or package names). */
+  listPlugins(): Promise<string[]>;
+  setPlugins(plugins: readonly string[]): Promise<void>;
 }
 
 type SecretMapper = (value: unknown) => unknown;
@@ -44,6 +47,13 @@ export function redactEnvironment(environment: Environment, registry: ConnectorR
 
 export function redactDestination(destination: Destination, registry: ConnectorRegistry): Destination {
   return mapDestinationSecrets(destination, registry, redactValue);
+}
+
+/** Read before the registry exists (the registry needs the plugins), hence a plain function. */
+export async function readPlugins(redis: Redis, keys: RedisKeys): Promise<string[]> {
+  const raw = await redis.get(keys.configPlugins);
+  const parsed: unknown = raw === null ? [] : JSON.parse(raw);
+  return Array.isArray(parsed) ? parsed.filter((p): p is string => typeof p === 'string') : [];
 }
 
 export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registry: ConnectorRegistry; secrets: SecretBox }): ConfigStore {
@@ -90,6 +100,13 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
     },
     async version() {
       return Number((await redis.get(keys.configVersion)) ?? 0);
+    },
+    async listPlugins() {
+      return readPlugins(redis, keys);
+    },
+    async setPlugins(plugins) {
+      await redis.multi().set(keys.configPlugins, JSON.stringify([...plugins])).incr(keys.configVersion).exec();
+      await redis.publish(keys.configChannel, 'plugins');
     },
   };
 }

@@ -4,6 +4,7 @@ export function redisKeys(prefix: string) {
     bullPrefix: `${prefix}:q`,
     configEnvironments: `${prefix}:config:environments`,
     configVersion: `${prefix}:config:version`,
+    configPlugins: `${prefix}:config:plugins`,
     configChannel: `${prefix}:config:changed`,
     statsFlag: (environmentId: string, flag: string) => `${prefix}:stats:${environmentId}:flag:${flag}`,
     statsFlagKeys: (environmentId: string, flag: string) => `${prefix}:stats:${environmentId}:keys:${flag}`,

@@ -18,6 +18,8 @@ export interface AdminRouteDeps {
   readonly deliveryQueue: Queue<DeliveryJobData>;
   readonly refreshConfig: () => Promise<unknown>;
   readonly clock: () => number;
+  readonly connectors: () => unknown[];
+  readonly testDestination: (destinationId: string) => Promise<unknown>;
 }
 
 type Params = Record<string, string>;
@@ -144,6 +146,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
         return deps.destinationHealth.pause((request.params as Params).destinationId ?? '', reason);
       });
       admin.post('/destinations/:destinationId/resume', async (request) => deps.destinationHealth.resume((request.params as Params).destinationId ?? ''));
+
+      admin.get('/connectors', async () => ({ connectors: deps.connectors() }));
+      admin.post('/destinations/:destinationId/test', async (request) => deps.testDestination((request.params as Params).destinationId ?? ''));
 
       // Dead letters.
       admin.get('/dead-letters', async (request) => {

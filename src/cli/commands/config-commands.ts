@@ -1,12 +1,12 @@
 import { createConfigService } from '../../admin/config-service.js';
-import { loadConfigFile } from '../../admin/load-config-file.js';
+import { loadConfigFile, pluginsOf } from '../../admin/load-config-file.js';
 import { openSession } from '../connect.js';
 import { printJson, printTable } from '../output.js';
 
 /** `flagstream apply -f FILE [--prune] [--dry-run] [--json]` */
 export async function applyCommand(options: { file: string; prune?: boolean; dryRun?: boolean; json?: boolean }): Promise<void> {
   const raw = await loadConfigFile(options.file);
-  const session = await openSession({ serving: false, logLevel: 'warn' });
+  const session = await openSession({ serving: false, logLevel: 'warn', plugins: pluginsOf(raw) });
   try {
     const service = createConfigService({ store: session.ctx.configStore, registry: session.ctx.registry });
     const changes = await service.apply(raw, { prune: options.prune === true, dryRun: options.dryRun === true });
@@ -16,7 +16,10 @@ export async function applyCommand(options: { file: string; prune?: boolean; dry
       return;
     }
     const sign = { create: '+', update: '~', delete: '-' } as const;
-    for (const change of changes) process.stdout.write(`${sign[change.action]} ${change.kind} ${change.environmentId}${change.kind === 'environment' ? '' : `/${change.id}`}\n`);
+    for (const change of changes) {
+      const name = change.kind === 'plugin' ? change.id : change.kind === 'environment' ? change.environmentId : `${change.environmentId}/${change.id}`;
+      process.stdout.write(`${sign[change.action]} ${change.kind} ${name}\n`);
+    }
     process.stdout.write(options.dryRun ? `${changes.length} change(s) would be applied (dry run)\n` : `${changes.length} change(s) applied\n`);
   } finally {
     await session.close();

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { createConfigService } from '../../admin/config-service.js';
-import { loadConfigFile } from '../../admin/load-config-file.js';
+import { loadConfigFile, pluginsOf } from '../../admin/load-config-file.js';
 import { buildServer } from '../../api/build-server.js';
+import { readEnv } from '../../app-config.js';
 import { type RunningWorkers, startWorkers } from '../../worker/start-workers.js';
 import { openSession } from '../connect.js';
 
@@ -9,11 +10,12 @@ export type Role = 'all' | 'api' | 'worker';
 
 /** `flagstream serve`: API and workers in one process, or one role so each scales on its own. */
 export async function serve(options: { role: Role; config?: string; port?: number }): Promise<void> {
-  const session = await openSession({ serving: true });
+  const configPath = options.config ?? readEnv().FLAGSTREAM_CONFIG;
+  const file = configPath === undefined ? undefined : await loadConfigFile(configPath);
+  const session = await openSession({ serving: true, plugins: pluginsOf(file) });
   const { ctx, env, logger } = session;
-  const configPath = options.config ?? env.FLAGSTREAM_CONFIG;
-  if (configPath !== undefined) {
-    const changes = await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply(await loadConfigFile(configPath));
+  if (file !== undefined) {
+    const changes = await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply(file);
     await ctx.config.refresh();
     logger.info({ file: configPath, changes: changes.length }, changes.length === 0 ? 'configuration file applied: no changes' : `configuration file applied: ${changes.length} change(s)`);
   }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { excerpt } from '../../delivery/default-classification.js';
-import { parseRetryAfter } from '../../delivery/retry-after.js';
+import { excerpt } from '../http-classification.js';
+import { parseRetryAfter } from '../http-classification.js';
 import type { DeliveryOutcome, EncodedRequest, HttpRequestSpec, HttpResponse, ItemOutcome } from '../connector.js';
 import { defineHttpConnector } from '../define-http-connector.js';
 import { defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from '../impression-event.js';

@@ -4,8 +4,8 @@ import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { type ColumnSource, parquetWriteBuffer } from 'hyparquet-writer';
 import { z } from 'zod';
-import { excerpt } from '../../delivery/default-classification.js';
-import { parseRetryAfter } from '../../delivery/retry-after.js';
+import { excerpt } from '../http-classification.js';
+import { parseRetryAfter } from '../http-classification.js';
 import type { Impression } from '../../domain/impression.js';
 import type { Connector, DeliveryOutcome, EncodedRequest, HttpClient, HttpResponse, RejectCode, SendResult } from '../connector.js';
 

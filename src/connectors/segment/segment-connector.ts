@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { TrackParams } from '@segment/analytics-node';
 import { z } from 'zod';
-import { excerpt } from '../../delivery/default-classification.js';
-import { parseRetryAfter } from '../../delivery/retry-after.js';
+import { excerpt } from '../http-classification.js';
+import { parseRetryAfter } from '../http-classification.js';
 import type { EncodedRequest, EncodeResult, HttpRequestSpec, RejectCode } from '../connector.js';
 import { defineHttpConnector } from '../define-http-connector.js';
 import { defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from '../impression-event.js';

@@ -1,5 +1,15 @@
-import type { DeliveryOutcome, HttpResponse, SendResult } from '../connectors/connector.js';
-import { parseRetryAfter } from './retry-after.js';
+// The pure toolkit connectors classify with; the delivery core uses the same table as its default.
+import type { DeliveryOutcome, HttpResponse, SendResult } from './connector.js';
+
+/** `Retry-After` as seconds or an HTTP date → milliseconds from now; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
 
 const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
 
