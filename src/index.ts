@@ -21,3 +21,5 @@ export { classifyHttpResult, excerpt, parseRetryAfter } from './connectors/http-
 export { customProperties, defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from './connectors/impression-event.js';
 export { type Impression, ImpressionSchema } from './domain/impression.js';
 export { createWebhookVerifier, verifyWebhook, WebhookVerificationError, type WebhookHeaders } from './receiving/verify-webhook.js';
+// The same zod instance flagstream validates with, for plugin settings schemas.
+export { z } from 'zod';
