@@ -2,11 +2,14 @@ import type { JobsOptions, Queue } from 'bullmq';
 import type { Impression } from '../domain/impression.js';
 import type { DeliveryJobData } from '../queues/queues.js';
 import type { RuntimeDestination } from '../runtime/config-snapshot.js';
+import type { StagingBuffer } from './staging-buffer.js';
 
 interface PendingBatch {
   items: Impression[];
   environmentId: string;
   attempts: number;
+  /** The connector wants to wait longer than routing may hold jobs: hand over to the staging buffer. */
+  staged: boolean;
   waiters: { resolve: () => void; reject: (error: unknown) => void }[];
   timer: NodeJS.Timeout | undefined;
 }
@@ -16,14 +19,15 @@ interface PendingBatch {
  * to the connector's batch size, waiting at most `maxWaitMs` (the smaller of the connector's
  * wait and the platform cap) for a batch to fill. A caller's promise resolves only once its
  * impressions sit durably in a delivery job, so the routing job is acknowledged after that and
- * a crash in between re-runs routing instead of losing anything (at-least-once).
+ * a crash in between re-runs routing instead of losing anything (at-least-once). Connectors that
+ * want longer waits than the cap (S3) get their share appended to the durable staging buffer.
  */
 export class DeliveryBatcher {
   private readonly pending = new Map<string, PendingBatch>();
 
   constructor(
     private readonly queue: Queue<DeliveryJobData>,
-    private readonly options: { maxWaitCapMs: number },
+    private readonly options: { maxWaitCapMs: number; staging: StagingBuffer },
   ) {}
 
   add(destination: RuntimeDestination, items: Impression[]): Promise<void> {
@@ -32,12 +36,19 @@ export class DeliveryBatcher {
     const maxWait = Math.min(destination.limits?.maxBatchWaitMs ?? 0, this.options.maxWaitCapMs);
     let batch = this.pending.get(id);
     if (batch === undefined) {
-      batch = { items: [], environmentId: destination.environmentId, attempts: destination.destination.delivery.retrySchedule.length + 1, waiters: [], timer: undefined };
+      batch = {
+        items: [],
+        environmentId: destination.environmentId,
+        attempts: destination.destination.delivery.retrySchedule.length + 1,
+        staged: (destination.limits?.maxBatchWaitMs ?? 0) > this.options.maxWaitCapMs,
+        waiters: [],
+        timer: undefined,
+      };
       this.pending.set(id, batch);
     }
     for (const item of items) batch.items.push(item);
     const promise = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
-    if (batch.items.length >= maxItems) {
+    if (batch.items.length >= maxItems && !batch.staged) {
       this.flush(id, maxItems);
     } else if (batch.timer === undefined) {
       batch.timer = setTimeout(() => this.flush(id, maxItems), maxWait);
@@ -56,6 +67,16 @@ export class DeliveryBatcher {
     if (batch === undefined) return Promise.resolve();
     this.pending.delete(destinationId);
     if (batch.timer !== undefined) clearTimeout(batch.timer);
+    const settle = (written: Promise<unknown>) =>
+      written.then(
+        () => {
+          for (const waiter of batch.waiters) waiter.resolve();
+        },
+        (error: unknown) => {
+          for (const waiter of batch.waiters) waiter.reject(error);
+        },
+      );
+    if (batch.staged) return settle(this.options.staging.stage(destinationId, batch.items));
     const size = Number.isFinite(maxItems) ? maxItems : batch.items.length;
     const jobs: { name: string; data: DeliveryJobData; opts: JobsOptions }[] = [];
     for (let start = 0; start < batch.items.length; start += size) {
@@ -65,13 +86,6 @@ export class DeliveryBatcher {
         opts: { attempts: batch.attempts, backoff: { type: 'destination' } },
       });
     }
-    return this.queue.addBulk(jobs).then(
-      () => {
-        for (const waiter of batch.waiters) waiter.resolve();
-      },
-      (error: unknown) => {
-        for (const waiter of batch.waiters) waiter.reject(error);
-      },
-    );
+    return settle(this.queue.addBulk(jobs));
   }
 }

@@ -17,6 +17,11 @@ export function redisKeys(prefix: string) {
     destinationHealthIndex: `${prefix}:health:index`,
     destinationProbe: (destinationId: string) => `${prefix}:health:${destinationId}:probe`,
     rateWindow: (destinationId: string, window: number) => `${prefix}:rate:${destinationId}:${window}`,
+    stagingIndex: `${prefix}:staging:index`,
+    stagingList: (destinationId: string) => `${prefix}:staging:${destinationId}:items`,
+    stagingMeta: (destinationId: string) => `${prefix}:staging:${destinationId}:meta`,
+    stagingClaimed: (claimId: string) => `${prefix}:staging:claimed:${claimId}`,
+    stagingClaimedIndex: `${prefix}:staging:claimed`,
     liveTailChannel: `${prefix}:tail`,
   };
 }

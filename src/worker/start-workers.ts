@@ -4,6 +4,7 @@ import { createHttpTransport } from '../delivery/http-transport.js';
 import { createRateLimiter } from '../delivery/rate-limiter.js';
 import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueueName } from '../queues/queues.js';
 import { DeliveryBatcher } from '../routing/delivery-batcher.js';
+import { StagingBuffer } from '../routing/staging-buffer.js';
 import { type AppContext, durationMs } from '../runtime/app-context.js';
 import { createDeliveryBackoff, createDeliveryProcessor } from './delivery-processor.js';
 import { createRouteProcessor } from './route-processor.js';
@@ -12,11 +13,14 @@ export interface WorkerOptions {
   readonly quickRetries?: number;
   readonly quickRetryMinDelayMs?: number;
   readonly random?: () => number;
+  /** How often the staging buffer looks for due batches. */
+  readonly stagingIntervalMs?: number;
 }
 
 export interface RunningWorkers {
   readonly routing: Worker<IngestJobData>;
   readonly delivery: Worker<DeliveryJobData>;
+  readonly staging: StagingBuffer;
   close(): Promise<void>;
 }
 
@@ -31,7 +35,9 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   const random = options.random ?? Math.random;
   const shutdown = new AbortController();
   const transport = createHttpTransport({ guard: createDestinationGuard(env.FLAGSTREAM_DESTINATION_ALLOWLIST.split(',')), userAgent });
-  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS });
+  const staging = new StagingBuffer({ redis, keys, queue: ctx.queues.delivery, config: () => ctx.config.current(), logger: ctx.logger, clock: ctx.clock });
+  staging.start(options.stagingIntervalMs ?? 1000);
+  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging });
 
   const routing = new Worker<IngestJobData>(
     ingestQueueName,
@@ -77,8 +83,10 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   return {
     routing,
     delivery,
+    staging,
     async close() {
       clearInterval(trim);
+      await staging.stop();
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
       await routing.close();
       await batcher.drain();

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Impression } from '../domain/impression.js';
+import type { DeliveryJobData } from '../queues/queues.js';
+import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
+import type { RedisKeys } from '../stores/redis-keys.js';
+
+// Moves a destination's staged items aside under a claim key, atomically, so one process flushes them.
+const claimScript = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[3])
+redis.call('HSET', KEYS[3] .. ':meta', 'destinationId', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
+return 1`;
+
+/** A claim older than this was left by a process that died mid-flush: another process finishes it. */
+const abandonedClaimMs = 60_000;
+
+/**
+ * Durable batching for connectors that want bigger, slower batches than routing may hold in
+ * memory (S3: 50 000 rows or 5 minutes). Routing appends each destination's share to a Redis
+ * list and acknowledges; a flusher in every worker process turns a list into delivery jobs once
+ * it is full or old enough. Each flush claims the list atomically and derives its job ids from
+ * the claim, so a process dying mid-flush leaves a claim another process completes: nothing is
+ * lost, and a batch is at worst queued twice with the same impressions (S3 keys are derived from
+ * the impression ids, so the object is overwritten, not duplicated).
+ */
+export class StagingBuffer {
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly deps: {
+      redis: Redis;
+      keys: RedisKeys;
+      queue: Queue<DeliveryJobData>;
+      config: () => ConfigSnapshot;
+      logger: Logger;
+      clock: () => number;
+    },
+  ) {}
+
+  async stage(destinationId: string, items: readonly Impression[]): Promise<void> {
+    const { redis, keys, clock } = this.deps;
+    await redis
+      .multi()
+      .rpush(keys.stagingList(destinationId), JSON.stringify(items))
+      .hincrby(keys.stagingMeta(destinationId), 'count', items.length)
+      .hsetnx(keys.stagingMeta(destinationId), 'firstAt', String(clock()))
+      .sadd(keys.stagingIndex, destinationId)
+      .exec();
+  }
+
+  start(intervalMs = 1000): void {
+    this.timer = setInterval(() => {
+      this.flushing ??= this.flushDue()
+        .then(() => undefined)
+        .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'staging flush failed; will retry'))
+        .finally(() => (this.flushing = undefined));
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    await this.flushing;
+  }
+
+  /** Flushes every destination whose staged items are due (or all, with `force`), and finishes abandoned claims. */
+  async flushDue(force = false): Promise<number> {
+    const { redis, keys, clock } = this.deps;
+    const now = clock();
+    let jobs = 0;
+    for (const destinationId of await redis.smembers(keys.stagingIndex)) {
+      const [count, firstAt] = await redis.hmget(keys.stagingMeta(destinationId), 'count', 'firstAt');
+      if (count === null) {
+        await redis.srem(keys.stagingIndex, destinationId);
+        continue;
+      }
+      const destination = this.deps.config().destinations.get(destinationId);
+      const limits = destination?.limits;
+      const due =
+        force || limits === undefined || Number(count) >= limits.maxItemsPerRequest || now - Number(firstAt ?? now) >= limits.maxBatchWaitMs;
+      if (!due) continue;
+      const claimId = randomUUID();
+      const claimed = await redis.eval(claimScript, 4, keys.stagingList(destinationId), keys.stagingMeta(destinationId), keys.stagingClaimed(claimId), keys.stagingClaimedIndex, String(now), destinationId, claimId);
+      if (claimed === 1) jobs += await this.enqueueClaim(claimId);
+    }
+    for (const claimId of await redis.zrangebyscore(keys.stagingClaimedIndex, '-inf', now - abandonedClaimMs)) jobs += await this.enqueueClaim(claimId);
+    return jobs;
+  }
+
+  private async enqueueClaim(claimId: string): Promise<number> {
+    const { redis, keys, queue } = this.deps;
+    const claimKey = keys.stagingClaimed(claimId);
+    const destinationId = await redis.hget(`${claimKey}:meta`, 'destinationId');
+    const chunks = await redis.lrange(claimKey, 0, -1);
+    if (destinationId === null || chunks.length === 0) {
+      await redis.multi().del(claimKey, `${claimKey}:meta`).zrem(keys.stagingClaimedIndex, claimId).exec();
+      return 0;
+    }
+    const items = chunks.flatMap((chunk) => JSON.parse(chunk) as Impression[]);
+    const destination = this.deps.config().destinations.get(destinationId);
+    const size = Math.max(1, destination?.limits?.maxItemsPerRequest ?? items.length);
+    const attempts = (destination?.destination.delivery.retrySchedule.length ?? 7) + 1;
+    const environmentId = destination?.environmentId ?? items[0]?.environmentId ?? '';
+    const jobs = [];
+    for (let start = 0, part = 0; start < items.length; start += size, part += 1) {
+      jobs.push({
+        name: destinationId,
+        data: { destinationId, environmentId, items: items.slice(start, start + size) },
+        opts: { jobId: `staged-${claimId}-${part}`, attempts, backoff: { type: 'destination' } },
+      });
+    }
+    await queue.addBulk(jobs);
+    await redis.multi().del(claimKey, `${claimKey}:meta`).zrem(keys.stagingClaimedIndex, claimId).exec();
+    return jobs.length;
+  }
+}
