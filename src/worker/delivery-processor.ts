@@ -9,6 +9,7 @@ import type { RuntimeDestination } from '../runtime/config-snapshot.js';
 import type { ConfigWatcher } from '../runtime/config-watcher.js';
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
 import type { HealthStore } from '../stores/health-store.js';
+import { DestinationSlots } from '../delivery/destination-slots.js';
 import type { RateLimiter } from '../delivery/rate-limiter.js';
 
 /** Thrown to make BullMQ retry the job; the backoff strategy reads `retryAfterMs`. */
@@ -60,7 +61,7 @@ interface CachedClient {
  */
 export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
   const clients = new Map<string, CachedClient>();
-  const inFlight = new Map<string, number>();
+  const slots = new DestinationSlots();
 
   const clientFor = (destination: RuntimeDestination): unknown => {
     const id = destination.destination.id;
@@ -142,14 +143,13 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     }
     const limits = destination.limits;
     const concurrency = policy.maxConcurrentRequests ?? limits.maxConcurrentRequests;
-    if ((inFlight.get(destinationId) ?? 0) >= concurrency) return delay(job, token, jitter(250, 1));
     const requestsPerSecond = policy.requestsPerSecond ?? limits.requestsPerSecond;
     if (requestsPerSecond !== undefined) {
       const wait = await deps.rateLimiter.reserve(destinationId, Math.ceil(items.length / limits.maxItemsPerRequest), requestsPerSecond, now);
       if (wait > 0) return delay(job, token, wait + jitter(50, 1));
     }
 
-    inFlight.set(destinationId, (inFlight.get(destinationId) ?? 0) + 1);
+    if (!(await slots.acquire(destinationId, concurrency))) return delay(job, token, jitter(200, 1));
     let settlement;
     try {
       settlement = await deliverBatch(
@@ -175,7 +175,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
         },
       );
     } finally {
-      inFlight.set(destinationId, (inFlight.get(destinationId) ?? 1) - 1);
+      slots.release(destinationId);
     }
 
     deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'delivered' }, settlement.delivered);
