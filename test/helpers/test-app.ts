@@ -6,6 +6,7 @@ import { readEnv } from '../../src/app-config.js';
 import { buildServer } from '../../src/api/build-server.js';
 import type { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { ConfigurationInput } from '../../src/domain/configuration.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { type AppContext, createAppContext } from '../../src/runtime/app-context.js';
 import { type RunningWorkers, startWorkers, type WorkerOptions } from '../../src/worker/start-workers.js';
@@ -38,7 +39,15 @@ export interface TestApp {
 
 /** The whole stack on a real Redis under a unique prefix: API listening on an ephemeral port, workers optional. */
 export async function startTestApp(
-  options: { env?: Record<string, string>; workers?: boolean; workerOptions?: WorkerOptions; clock?: () => number; registry?: ConnectorRegistry } = {},
+  options: {
+    env?: Record<string, string>;
+    workers?: boolean;
+    workerOptions?: WorkerOptions;
+    clock?: () => number;
+    registry?: ConnectorRegistry;
+    /** Where log lines go (debug level), for tests that read them. */
+    logStream?: NodeJS.WritableStream;
+  } = {},
 ): Promise<TestApp> {
   const prefix = uniquePrefix();
   const env = readEnv({
@@ -51,7 +60,9 @@ export async function startTestApp(
     ...options.env,
   });
   const redis = createTestRedis();
-  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const logger = options.logStream
+    ? createLogger('debug', options.logStream)
+    : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const ctx = await createAppContext({ env, logger, redis, metrics: createMetrics({ defaultMetrics: false }), configPollIntervalMs: 200, ...(options.clock ? { clock: options.clock } : {}), ...(options.registry ? { registry: options.registry } : {}) });
   const server = buildServer(ctx, { logger });
   const address = await server.listen({ port: 0, host: '127.0.0.1' });
