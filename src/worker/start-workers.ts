@@ -37,12 +37,14 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   const transport = createHttpTransport({ guard: createDestinationGuard(env.FLAGSTREAM_DESTINATION_ALLOWLIST.split(',')), userAgent });
   const staging = new StagingBuffer({ redis, keys, queue: ctx.queues.delivery, config: () => ctx.config.current(), logger: ctx.logger, clock: ctx.clock });
   staging.start(options.stagingIntervalMs ?? 1000);
+  // A job whose worker died is taken over once its lock lapses (checked at the same interval).
+  const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS };
   const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging });
 
   const routing = new Worker<IngestJobData>(
     ingestQueueName,
     createRouteProcessor({ config: ctx.config, batcher, stats: ctx.stats, metrics: ctx.metrics, logger: ctx.logger }),
-    { connection: redis, prefix: keys.bullPrefix, concurrency: env.FLAGSTREAM_ROUTING_CONCURRENCY },
+    { connection: redis, prefix: keys.bullPrefix, concurrency: env.FLAGSTREAM_ROUTING_CONCURRENCY, ...locking },
   );
   const delivery = new Worker<DeliveryJobData>(
     deliveryQueueName,
@@ -65,6 +67,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       connection: redis,
       prefix: keys.bullPrefix,
       concurrency: env.FLAGSTREAM_DELIVERY_CONCURRENCY,
+      ...locking,
       settings: { backoffStrategy: createDeliveryBackoff({ config: ctx.config, random }) },
     },
   );
