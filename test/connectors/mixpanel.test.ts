@@ -3,10 +3,11 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import nock from 'nock';
 import { mixpanelConnector, mixpanelInsertId } from '../../src/connectors/mixpanel/mixpanel-connector.js';
 import { ConnectorRegistry } from '../../src/connectors/registry.js';
-import { deliverBatch, type BatchSettlement } from '../../src/delivery/deliver-batch.js';
+import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
 import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import type { Impression } from '../../src/domain/impression.js';
+import { deliverThrough, numberedImpression, numberedImpressions } from '../helpers/connector-harness.js';
 
 const now = 1_718_900_000_000;
 const us = 'https://api.mixpanel.com';
@@ -18,45 +19,13 @@ interface SentEvent {
   properties: Record<string, string | number>;
 }
 
-/** A canonical impression, numbered so ids and keys are stable across runs. */
-function impression(n: number, overrides: Partial<Impression> = {}): Impression {
-  return {
-    id: `imp-${String(n).padStart(4, '0')}`,
-    key: `user-${n}`,
-    split: 'new_checkout',
-    treatment: 'on',
-    label: 'default rule',
-    time: 1_718_900_000_123 + n,
-    splitVersionNumber: 1_718_800_000_000,
-    environmentId: 'env-prod',
-    environmentName: 'Prod-Default',
-    trafficTypeName: 'user',
-    receptionTimestamp: 1_718_900_001_000,
-    ...overrides,
-  };
-}
-
-function impressions(count: number, overrides: Partial<Impression> = {}): Impression[] {
-  return Array.from({ length: count }, (_, i) => impression(i + 1, overrides));
-}
+const impression = numberedImpression;
+const impressions = numberedImpressions;
 
 let transport: ReturnType<typeof createHttpTransport>;
 
-async function deliver(raw: Record<string, unknown>, items: readonly Impression[]): Promise<BatchSettlement> {
-  const settings = mixpanelConnector.settingsSchema.parse(raw);
-  return deliverBatch(
-    items,
-    {
-      destinationId: 'mixpanel-prod',
-      connector: mixpanelConnector,
-      settings,
-      limits: mixpanelConnector.limits(settings),
-      client: mixpanelConnector.createClient(settings, { http: transport }),
-      timeoutMs: 5000,
-      maxConcurrentRequests: 2,
-    },
-    { now: () => now, quickRetries: 0 },
-  );
+function deliver(raw: Record<string, unknown>, items: readonly Impression[]): Promise<BatchSettlement> {
+  return deliverThrough(mixpanelConnector, raw, items, transport, 'mixpanel-prod');
 }
 
 /** A nock body matcher that records what was sent and accepts it when `accept` holds. */

@@ -11,10 +11,12 @@ import { parquetMetadata, parquetReadObjects, parquetSchema } from 'hyparquet';
 import nock from 'nock';
 import type { EncodedRequest, SendResult } from '../../src/connectors/connector.js';
 import { classifyS3Result, s3BatchId, s3Columns, s3Connector, type S3PutRequest, type S3PutResponse } from '../../src/connectors/s3/s3-connector.js';
-import { deliverBatch, type BatchSettlement } from '../../src/delivery/deliver-batch.js';
+import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
 import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import { createHttpTransport } from '../../src/delivery/http-transport.js';
-import { type Impression, impressionId } from '../../src/domain/impression.js';
+import type { Impression } from '../../src/domain/impression.js';
+import { deliverThrough } from '../helpers/connector-harness.js';
+import { makeImpression } from '../helpers/impressions.js';
 
 /** The parts of s3rver (untyped CommonJS) these tests use. */
 interface S3rverServer {
@@ -37,29 +39,7 @@ const bucket = 'impressions';
 /** s3rver's built-in account. */
 const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
-let counter = 0;
-
-/** A canonical impression; each call differs by key and time unless overridden. */
-function impression(overrides: Partial<Impression> = {}): Impression {
-  counter += 1;
-  const fields = {
-    key: `user-${counter}`,
-    split: 'new_checkout',
-    treatment: 'on',
-    label: 'default rule',
-    time: hour16 + counter,
-    splitVersionNumber: 1_718_800_000_000,
-    environmentId: 'env-prod',
-    ...overrides,
-  };
-  return {
-    id: overrides.id ?? impressionId(fields),
-    environmentName: 'Production',
-    trafficTypeName: 'user',
-    receptionTimestamp: 1_718_900_001_000,
-    ...fields,
-  };
-}
+const impression = makeImpression;
 
 describe('s3 connector against s3rver', () => {
   let server: S3rverServer;
@@ -75,26 +55,8 @@ describe('s3 connector against s3rver', () => {
     return { bucket, prefix: `test-${prefixCounter}/`, endpoint, forcePathStyle: true, ...credentials, ...overrides };
   }
 
-  async function deliver(items: readonly Impression[], raw: Record<string, unknown>): Promise<BatchSettlement> {
-    const settings = s3Connector.settingsSchema.parse(raw);
-    const client = s3Connector.createClient(settings, { http: transport });
-    try {
-      return await deliverBatch(
-        items,
-        {
-          destinationId: 's3-test',
-          connector: s3Connector,
-          settings,
-          limits: s3Connector.limits(settings),
-          client,
-          timeoutMs: 5000,
-          maxConcurrentRequests: 2,
-        },
-        { now: () => now, quickRetries: 0 },
-      );
-    } finally {
-      await s3Connector.closeClient?.(client);
-    }
+  function deliver(items: readonly Impression[], raw: Record<string, unknown>): Promise<BatchSettlement> {
+    return deliverThrough(s3Connector, raw, items, transport, 's3-test');
   }
 
   async function listKeys(prefix: string): Promise<string[]> {
@@ -302,17 +264,10 @@ describe('s3 connector against s3rver', () => {
 
   test('an endpoint the destination guard refuses is dead-lettered as destination_not_allowed', async () => {
     const strict = createHttpTransport({ guard: createDestinationGuard([]), userAgent: 'test' });
-    const settings = s3Connector.settingsSchema.parse(rawSettings());
-    const client = s3Connector.createClient(settings, { http: strict });
     try {
-      const settlement = await deliverBatch(
-        [impression()],
-        { destinationId: 's3-test', connector: s3Connector, settings, limits: s3Connector.limits(settings), client, timeoutMs: 5000, maxConcurrentRequests: 2 },
-        { now: () => now, quickRetries: 0 },
-      );
+      const settlement = await deliverThrough(s3Connector, rawSettings(), [impression()], strict, 's3-test');
       assert.equal(settlement.rejected[0]?.code, 'destination_not_allowed');
     } finally {
-      await s3Connector.closeClient?.(client);
       strict.close();
     }
   });
@@ -327,18 +282,9 @@ describe('s3 connector against AWS S3 (nock)', () => {
   const transport = createHttpTransport({ guard: createDestinationGuard([]), userAgent: 'test' });
   const origin = 'https://acme-impressions.s3.eu-west-1.amazonaws.com';
 
-  async function deliver(items: readonly Impression[]): Promise<BatchSettlement> {
-    const settings = s3Connector.settingsSchema.parse({ bucket: 'acme-impressions', prefix: 'exports', region: 'eu-west-1', accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' });
-    const client = s3Connector.createClient(settings, { http: transport });
-    try {
-      return await deliverBatch(
-        items,
-        { destinationId: 's3-aws', connector: s3Connector, settings, limits: s3Connector.limits(settings), client, timeoutMs: 5000, maxConcurrentRequests: 2 },
-        { now: () => now, quickRetries: 0 },
-      );
-    } finally {
-      await s3Connector.closeClient?.(client);
-    }
+  function deliver(items: readonly Impression[]): Promise<BatchSettlement> {
+    const settings = { bucket: 'acme-impressions', prefix: 'exports', region: 'eu-west-1', accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' };
+    return deliverThrough(s3Connector, settings, items, transport, 's3-aws');
   }
 
   before(() => {

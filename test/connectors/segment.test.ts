@@ -2,56 +2,23 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import nock from 'nock';
 import { rateLimitResetMs, segmentConnector, segmentMaxBatchBytes } from '../../src/connectors/segment/segment-connector.js';
-import { deliverBatch, type BatchSettlement } from '../../src/delivery/deliver-batch.js';
+import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
 import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import { createHttpTransport } from '../../src/delivery/http-transport.js';
-import { type Impression, impressionId } from '../../src/domain/impression.js';
+import type { Impression } from '../../src/domain/impression.js';
+import { deliverThrough } from '../helpers/connector-harness.js';
+import { makeImpression } from '../helpers/impressions.js';
 
 const now = 1_718_900_000_000;
 const writeKey = 'test-write-key';
 const basicAuth = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`;
 
-let counter = 0;
-
-/** A canonical impression; each call differs by key and time unless overridden. */
-function impression(overrides: Partial<Impression> = {}): Impression {
-  counter += 1;
-  const fields = {
-    key: `user-${counter}`,
-    split: 'new_checkout',
-    treatment: 'on',
-    label: 'default rule',
-    time: 1_718_900_000_000 + counter,
-    splitVersionNumber: 1_718_800_000_000,
-    environmentId: 'env-prod',
-    ...overrides,
-  };
-  return {
-    id: overrides.id ?? impressionId(fields),
-    environmentName: 'Production',
-    trafficTypeName: 'user',
-    receptionTimestamp: 1_718_900_001_000,
-    ...fields,
-  };
-}
+const impression = makeImpression;
 
 const transport = createHttpTransport({ guard: createDestinationGuard(['127.0.0.1']), userAgent: 'test' });
 
 function deliver(items: readonly Impression[], raw: Record<string, unknown> = {}): Promise<BatchSettlement> {
-  const settings = segmentConnector.settingsSchema.parse({ writeKey, ...raw });
-  return deliverBatch(
-    items,
-    {
-      destinationId: 'segment-test',
-      connector: segmentConnector,
-      settings,
-      limits: segmentConnector.limits(settings),
-      client: segmentConnector.createClient(settings, { http: transport }),
-      timeoutMs: 5000,
-      maxConcurrentRequests: 2,
-    },
-    { now: () => now, quickRetries: 0 },
-  );
+  return deliverThrough(segmentConnector, { writeKey, ...raw }, items, transport, 'segment-test');
 }
 
 interface CapturedBatch {

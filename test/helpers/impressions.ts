@@ -12,12 +12,12 @@ export function makeImpression(overrides: Partial<Impression> = {}): Impression 
     label: 'default rule',
     time: 1_718_900_000_000 + counter,
     splitVersionNumber: 1_718_800_000_000,
-    environmentId: 'env-test',
+    environmentId: 'env-prod',
     ...overrides,
   };
   return {
     id: overrides.id ?? impressionId(fields),
-    environmentName: 'Test',
+    environmentName: 'Production',
     trafficTypeName: 'user',
     receptionTimestamp: 1_718_900_001_000,
     ...fields,
