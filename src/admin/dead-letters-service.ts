@@ -3,15 +3,12 @@ import type { DeadLetter, DeadLetterStatus } from '../domain/dead-letter.js';
 import { AppError } from '../domain/errors.js';
 import type { DeliveryJobData } from '../queues/queues.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
-import type { DeadLetterStore } from '../stores/dead-letter-store.js';
+import type { DeadLetterQuery, DeadLetterStore } from '../stores/dead-letter-store.js';
 
-export interface DeadLetterSelection {
+/** Which dead letters a replay or purge acts on: ids, or a query (destination, time, status), or all. */
+export interface DeadLetterSelection extends Omit<DeadLetterQuery, 'limit'> {
   readonly ids?: readonly string[] | undefined;
-  readonly destinationId?: string | undefined;
-  readonly since?: number | undefined;
-  readonly until?: number | undefined;
   readonly all?: boolean | undefined;
-  readonly status?: DeadLetterStatus | undefined;
 }
 
 export interface ReplayReport {
@@ -56,7 +53,7 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; deliver
   };
 
   return {
-    async list(query: { destinationId?: string | undefined; since?: number | undefined; until?: number | undefined; status?: DeadLetterStatus | undefined; limit?: number | undefined }) {
+    async list(query: DeadLetterQuery) {
       return (await store.list(query)).map(summarize);
     },
 

@@ -8,7 +8,7 @@ import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
 import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import type { Impression } from '../../src/domain/impression.js';
-import { deliverThrough, numberedImpression, numberedImpressions } from '../helpers/connector-harness.js';
+import { captureBodies, deliverThrough, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
 
 const now = 1_718_900_000_000;
 const apiKey = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
@@ -37,18 +37,8 @@ function deliver(raw: Record<string, unknown>, items: readonly Impression[]): Pr
   return deliverThrough(amplitudeConnector, raw, items, transport, 'amplitude-prod');
 }
 
-/** A nock body matcher that records what was sent and accepts it when `accept` holds. */
-function capture(into: SentBody[], accept: (body: SentBody) => boolean = () => true): (body: unknown) => boolean {
-  return (body) => {
-    const sent = body as SentBody;
-    if (!accept(sent)) return false;
-    into.push(sent);
-    return true;
-  };
-}
-
-const ids = (list: readonly { readonly id: string }[]): string[] => list.map((item) => item.id).sort();
-const rejectedIds = (settlement: BatchSettlement): string[] => settlement.rejected.map((r) => r.item.id).sort();
+const capture = captureBodies<SentBody>;
+const ids = sortedIds;
 
 beforeEach(() => {
   nock.disableNetConnect();

@@ -7,7 +7,7 @@ import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
 import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import type { Impression } from '../../src/domain/impression.js';
-import { deliverThrough, numberedImpression, numberedImpressions } from '../helpers/connector-harness.js';
+import { captureBodies, deliverThrough, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
 
 const now = 1_718_900_000_000;
 const us = 'https://api.mixpanel.com';
@@ -29,17 +29,8 @@ function deliver(raw: Record<string, unknown>, items: readonly Impression[]): Pr
 }
 
 /** A nock body matcher that records what was sent and accepts it when `accept` holds. */
-function capture(into: SentEvent[][], accept: (events: SentEvent[]) => boolean = () => true): (body: unknown) => boolean {
-  return (body) => {
-    const events = body as SentEvent[];
-    if (!Array.isArray(events) || !accept(events)) return false;
-    into.push(events);
-    return true;
-  };
-}
-
-const ids = (list: readonly { readonly id: string }[]): string[] => list.map((item) => item.id).sort();
-const rejectedIds = (settlement: BatchSettlement): string[] => settlement.rejected.map((r) => r.item.id).sort();
+const capture = (into: SentEvent[][], accept: (events: SentEvent[]) => boolean = () => true) => captureBodies<SentEvent[]>(into, (events) => Array.isArray(events) && accept(events));
+const ids = sortedIds;
 
 beforeEach(() => {
   nock.disableNetConnect();

@@ -50,3 +50,16 @@ export function numberedImpression(n: number, overrides: Partial<Impression> = {
 export function numberedImpressions(count: number, overrides: Partial<Impression> = {}): Impression[] {
   return Array.from({ length: count }, (_, i) => numberedImpression(i + 1, overrides));
 }
+
+/** A nock body matcher that records each body it accepts (`accept` decides which). */
+export function captureBodies<T>(into: T[], accept: (body: T) => boolean = () => true): (body: unknown) => boolean {
+  return (body) => {
+    const sent = body as T;
+    if (!accept(sent)) return false;
+    into.push(sent);
+    return true;
+  };
+}
+
+export const sortedIds = (list: readonly { readonly id: string }[]): string[] => list.map((item) => item.id).sort();
+export const rejectedIds = (settlement: BatchSettlement): string[] => settlement.rejected.map((r) => r.item.id).sort();

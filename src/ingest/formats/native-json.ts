@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { impressionId, type Impression } from '../../domain/impression.js';
+import { type Impression, ImpressionSchema, impressionId } from '../../domain/impression.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
@@ -10,21 +10,8 @@ import type { IngestContext } from './ingest-context.js';
 export const NativeImpressionsSchema = z.object({
   impressions: z
     .array(
-      z.object({
+      ImpressionSchema.omit({ id: true, environmentId: true, environmentName: true, receptionTimestamp: true, properties: true }).extend({
         id: z.string().min(1).max(128).optional(),
-        key: z.string().min(1),
-        bucketingKey: z.string().optional(),
-        split: z.string().min(1),
-        treatment: z.string().min(1),
-        label: z.string().optional(),
-        time: z.number().int().nonnegative(),
-        splitVersionNumber: z.number().int().optional(),
-        trafficTypeId: z.string().optional(),
-        trafficTypeName: z.string().optional(),
-        sdk: z.string().optional(),
-        sdkVersion: z.string().optional(),
-        machineIp: z.string().optional(),
-        machineName: z.string().optional(),
         properties: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
       }),
     )
