@@ -94,7 +94,8 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
       error: { message: error.message, ...(error.status === undefined ? {} : { status: error.status }) },
       impressions: [...items],
       attempts: job.attemptsMade + 1,
-      firstAttemptAt: job.processedOn ?? job.timestamp,
+      // The job is created when its batch is first ready to send (BullMQ resets processedOn on every attempt).
+      firstAttemptAt: job.timestamp,
       lastAttemptAt: now,
     });
     deps.metrics.deadLetters.inc({ destination: destinationId, reason: code }, items.length);
@@ -117,7 +118,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     return count;
   };
 
-  return async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
+  const processJob = async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
     const { destinationId, items } = job.data;
     const now = deps.clock();
     const destination = deps.config.current().destinations.get(destinationId);
@@ -212,6 +213,21 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
       return delay(job, token, wait);
     }
     throw new RetryDeliveryError(failure.reason, settlement.retryAfterMs);
+  };
+
+  return async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
+    try {
+      return await processJob(job, token);
+    } catch (error) {
+      // A bug, a misconfiguration or Redis trouble: retried like a failed delivery, and on the
+      // last attempt dead-lettered rather than left in BullMQ's failed set, where no one looks.
+      if (error instanceof DelayedError || job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      deps.logger.error({ err: error, destinationId: job.data.destinationId, jobId: job.id }, 'delivery failed unexpectedly on its last attempt');
+      const code = error instanceof RetryDeliveryError ? 'retries_exhausted' : 'internal_error';
+      const deadLettered = await deadLetter(job, job.data.items, code, { message });
+      return { delivered: 0, skipped: 0, deadLettered };
+    }
   };
 }
 

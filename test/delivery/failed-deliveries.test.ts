@@ -34,6 +34,19 @@ const perItemConnector = defineHttpConnector<{ url: string }>({
   },
 });
 
+/** A connector with a bug: building its client throws (see crashingConnector). */
+const brokenConnector = defineHttpConnector<{ url: string }>({
+  type: 'broken-test',
+  displayName: 'Broken test',
+  description: 'test double whose client setup throws',
+  settingsSchema: z.object({ url: z.string() }),
+  secretSettings: [],
+  exampleSettings: { url: 'http://127.0.0.1/' },
+  limits: () => ({ maxItemsPerRequest: 100, maxBytesPerRequest: 1_000_000, maxBatchWaitMs: 0, maxConcurrentRequests: 2 }),
+  encode: () => ({ requests: [], rejected: [], skipped: [] }),
+});
+const crashingConnector = { ...brokenConnector, createClient: (): never => { throw new Error('client setup exploded'); } };
+
 const fast = { retrySchedule: ['300ms', '300ms', '300ms'], circuitBreakerThreshold: 100 };
 const sdk = { authorization: 'Bearer sdk-key' };
 let sequence = 0;
@@ -67,7 +80,7 @@ describe('failed deliveries: classification, retries, dead letters, replay, isol
   });
 
   before(async () => {
-    app = await startTestApp({ registry: new ConnectorRegistry([...builtInConnectors, perItemConnector]), env: { FLAGSTREAM_DELIVERY_CONCURRENCY: '8' } });
+    app = await startTestApp({ registry: new ConnectorRegistry([...builtInConnectors, perItemConnector, crashingConnector]), env: { FLAGSTREAM_DELIVERY_CONCURRENCY: '8' } });
   });
   after(() => app.close());
   afterEach(async () => {
@@ -161,6 +174,18 @@ describe('failed deliveries: classification, retries, dead letters, replay, isol
     assert.equal((all.body as { deadLetters: number }).deadLetters, 0);
     assert.equal(((await app.admin('GET', `/dead-letters/${letter?.id}`)).body as { status: string }).status, 'replayed');
     assert.equal(receiver.requests.length, 2);
+  });
+
+  test('a connector that throws is retried, then dead-lettered as internal_error, never left in the failed set', async () => {
+    await configure([{ id: 'crashing', type: 'broken-test', settings: { url: 'http://127.0.0.1/' }, delivery: { retrySchedule: ['100ms'], circuitBreakerThreshold: 100 } }]);
+    const ids = await send(2);
+    await app.waitForDeliveries(1, 5000, 'crashing');
+    assert.equal(app.failedDeliveries.filter((f) => f.job.name === 'crashing').length, 1, 'one retry first');
+    const [letter] = await app.ctx.deadLetters.list({ destinationId: 'crashing' });
+    assert.equal(letter?.reason, 'internal_error');
+    assert.equal(letter?.error.message, 'client setup exploded');
+    assert.deepEqual(letter?.impressions.map((i) => i.id).sort(), [...ids].sort());
+    assert.equal(await app.ctx.queues.delivery.getFailedCount(), 0);
   });
 
   test('a hanging receiver does not delay a healthy one', async () => {
