@@ -190,8 +190,8 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     }
 
     const failure = settlement.lastFailure ?? { reason: 'unknown failure' };
-    const failureText = failure.status === undefined ? failure.reason : `${failure.reason}`;
-    await deps.health.recordFailure(destinationId, deps.clock(), failureText, policy.circuitBreakerThreshold, policy.circuitBreakerCooldown);
+    // Being throttled is the destination pacing us, not failing: it does not trip the breaker.
+    if (!settlement.throttled) await deps.health.recordFailure(destinationId, deps.clock(), failure.reason, policy.circuitBreakerThreshold, policy.circuitBreakerCooldown);
     deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'retried' }, settlement.pending.length);
 
     const age = deps.clock() - job.timestamp;
