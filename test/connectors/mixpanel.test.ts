@@ -9,7 +9,6 @@ import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import type { Impression } from '../../src/domain/impression.js';
 import { captureBodies, deliverThrough, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
 
-const now = 1_718_900_000_000;
 const us = 'https://api.mixpanel.com';
 const serviceAccount = { projectId: '3141592', serviceAccountUsername: 'flagstream.sa', serviceAccountSecret: 'sa-secret-123' };
 const basicServiceAccount = `Basic ${Buffer.from('flagstream.sa:sa-secret-123').toString('base64')}`;
