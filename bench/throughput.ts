@@ -1,7 +1,8 @@
 // `npm run bench`: end-to-end throughput of flagstream on this machine, printed, never asserted.
 // Ingest (real HTTP, Split SDK bulk format) → BullMQ/Redis → routing → delivery over a signed
 // webhook to a receiver in another process. Figures: accepted impressions/s at ingest,
-// delivered impressions/s end to end, peak RSS of the flagstream process.
+// delivered impressions/s end to end, peak RSS of the flagstream process. BENCH_PROFILE=1 writes
+// CPU profiles of the worker processes (split mode) to /tmp/prof2.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -55,7 +56,7 @@ const address = await server.listen({ port: 0, host: '127.0.0.1' });
 const workers = workerProcesses === 0 ? startWorkers(ctx) : undefined;
 const children = await Promise.all(
   Array.from({ length: workerProcesses }, async () => {
-    const child = fork(fileURLToPath(new URL('./worker-process.ts', import.meta.url)), { execArgv: ['--import', 'tsx'], env: { ...process.env, FLAGSTREAM_REDIS_PREFIX: prefix, FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1', FLAGSTREAM_LOG_LEVEL: 'warn' } });
+    const child = fork(fileURLToPath(new URL('./worker-process.ts', import.meta.url)), { execArgv: process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof2', '--import', 'tsx'] : ['--import', 'tsx'], env: { ...process.env, FLAGSTREAM_REDIS_PREFIX: prefix, FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1', FLAGSTREAM_LOG_LEVEL: 'warn' } });
     await new Promise((resolve) => child.once('message', resolve));
     return child;
   }),
