@@ -222,6 +222,17 @@ describe('failed deliveries: classification, retries, dead letters, replay, isol
     assert.equal(((await app.admin('GET', '/destinations/flaky/health')).body as { state: string }).state, 'healthy');
   });
 
+  test('requestsPerSecond paces a destination across its batches', async () => {
+    const receiver = await startReceiver();
+    await configure([hook('paced', receiver, { settings: { url: `${receiver.url}/paced`, batchSize: 1, maxBatchWait: 0 }, delivery: { ...fast, requestsPerSecond: 2 } })]);
+    await send(6, 'paced');
+    await receiver.waitForRequests(6, 10_000);
+    const times = receiver.requests.map((r) => r.at);
+    const spread = Math.max(...times) - Math.min(...times);
+    // Six requests at two per second need three one-second windows: the last starts over a second after the first.
+    assert.ok(spread >= 1000, `six requests within ${spread} ms`);
+  });
+
   test('an operator pause holds the work; resume releases it at once', async () => {
     const receiver = await startReceiver();
     await configure([hook('held', receiver)]);
