@@ -128,10 +128,11 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     }
     const policy = destination.destination.delivery;
 
-    // Work for a disabled or paused destination waits; it is never dropped.
-    if (!destination.destination.enabled) return delay(job, token, jitter(10_000));
+    // Work for a disabled or paused destination waits; it is never dropped. Resume and enable
+    // promote waiting jobs at once, so these re-checks can be rare (cheap with big backlogs).
+    if (!destination.destination.enabled) return delay(job, token, jitter(30_000));
     const health = await deps.health.get(destinationId);
-    if (health.state === 'paused') return delay(job, token, jitter(5_000));
+    if (health.state === 'paused') return delay(job, token, jitter(60_000));
     if (health.state === 'open') {
       const probeAt = health.nextProbeAt ?? now;
       if (now < probeAt) return delay(job, token, probeAt - now + jitter(500, 1));
