@@ -46,7 +46,6 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
     deadLetters: createDeadLettersService({ store: ctx.deadLetters, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
     destinationHealth: createDestinationHealthService({ health: ctx.health, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
     deliveryQueue: ctx.queues.delivery,
-    refreshConfig: () => ctx.config.refresh(),
     clock: ctx.clock,
     connectors: () => ctx.registry.list().map(describeConnector),
     testDestination: async (destinationId) => {

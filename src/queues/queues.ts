@@ -57,3 +57,24 @@ export function createQueues(connection: Redis, keys: RedisKeys): Queues {
     },
   };
 }
+
+/** Moves a destination's delayed jobs back to waiting, so resuming (or enabling) takes effect now. */
+export async function promoteDelayed(queue: Queue<DeliveryJobData>, destinationId: string): Promise<number> {
+  // Collect first, then promote: promoting while paging would shift the pages.
+  const matching = [];
+  const page = 500;
+  for (let start = 0; ; start += page) {
+    const jobs = await queue.getDelayed(start, start + page - 1);
+    matching.push(...jobs.filter((job) => job.name === destinationId));
+    if (jobs.length < page) break;
+  }
+  let promoted = 0;
+  for (const job of matching) {
+    // A job may have started or moved meanwhile; that is fine.
+    await job.promote().then(
+      () => (promoted += 1),
+      () => undefined,
+    );
+  }
+  return promoted;
+}

@@ -9,7 +9,8 @@ export interface ConfigWatcher {
   current(): ConfigSnapshot;
   /** Reloads now if the stored version moved; resolves with the snapshot in force. */
   refresh(): Promise<ConfigSnapshot>;
-  onChange(listener: (snapshot: ConfigSnapshot) => void): void;
+  /** Calls `listener` after each reload; returns a function that stops it. */
+  onChange(listener: (snapshot: ConfigSnapshot) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -64,7 +65,13 @@ export async function startConfigWatcher(deps: {
   return {
     current: () => snapshot,
     refresh,
-    onChange: (listener) => listeners.push(listener),
+    onChange: (listener) => {
+      listeners.push(listener);
+      return () => {
+        const index = listeners.indexOf(listener);
+        if (index >= 0) listeners.splice(index, 1);
+      };
+    },
     async close() {
       clearInterval(poll);
       subscriber.disconnect();

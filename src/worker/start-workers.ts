@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import { createDestinationGuard } from '../delivery/destination-guard.js';
 import { createHttpTransport } from '../delivery/http-transport.js';
 import { createRateLimiter } from '../delivery/rate-limiter.js';
-import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueueName } from '../queues/queues.js';
+import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueueName, promoteDelayed } from '../queues/queues.js';
 import { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { StagingBuffer } from '../routing/staging-buffer.js';
 import { type AppContext, durationMs } from '../runtime/app-context.js';
@@ -78,6 +78,16 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       if (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1)) ctx.logger.error({ err: error, queue: worker.name, jobId: job.id }, 'job failed for good');
     });
   }
+  // A destination enabled again (API, CLI or apply) gets its waiting work back at once.
+  let previous = ctx.config.current();
+  const stopWatching = ctx.config.onChange((snapshot) => {
+    for (const [id, destination] of snapshot.destinations) {
+      if (destination.destination.enabled && previous.destinations.get(id)?.destination.enabled === false) {
+        promoteDelayed(ctx.queues.delivery, id).catch((error: unknown) => ctx.logger.warn({ err: error, destinationId: id }, 'could not release waiting work'));
+      }
+    }
+    previous = snapshot;
+  });
   const trim = setInterval(() => {
     ctx.deadLetters.trim(ctx.clock()).catch((error: unknown) => ctx.logger.warn({ err: error }, 'dead letter trim failed'));
   }, 3_600_000);
@@ -89,6 +99,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     staging,
     async close() {
       clearInterval(trim);
+      stopWatching();
       await staging.stop();
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
       await routing.close();

@@ -248,6 +248,23 @@ describe('failed deliveries: classification, retries, dead letters, replay, isol
     assert.equal(receiver.impressions().length, 2);
   });
 
+  test('work queued for a disabled destination waits; enabling it releases the work', async () => {
+    const receiver = await startReceiver();
+    await configure([hook('toggled', receiver)]);
+    // Routing only fans out to enabled destinations: queue the work first, then disable.
+    await app.workers?.delivery.pause();
+    await send(2, 'toggled');
+    await app.waitForState(async () => (await app.ctx.queues.delivery.getWaiting()).some((job) => job.name === 'toggled'), 5000, 'the batch to be queued');
+    assert.equal((await app.admin('POST', '/destinations/toggled/disable')).status, 200);
+    await app.waitForState(async () => app.ctx.config.current().destinations.get('toggled')?.destination.enabled === false, 5000, 'the change to reach the workers');
+    app.workers?.delivery.resume();
+    await app.waitForState(async () => (await app.ctx.queues.delivery.getDelayed()).some((job) => job.name === 'toggled'), 5000, 'the batch to wait');
+    assert.equal(receiver.requests.length, 0);
+    assert.equal((await app.admin('POST', '/destinations/toggled/enable')).status, 200);
+    await app.waitForDeliveries(1, 5000, 'toggled');
+    assert.equal(receiver.impressions().length, 2);
+  });
+
   test('a worker restarted mid-backoff keeps the schedule', async () => {
     const receiver = await startReceiver();
     await configure([hook('restart', receiver, { delivery: { retrySchedule: ['2s'], circuitBreakerThreshold: 100 } })]);

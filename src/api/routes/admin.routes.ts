@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConfigService } from '../../admin/config-service.js';
 import { type DeadLettersService, parseTimeBound } from '../../admin/dead-letters-service.js';
-import { type DestinationHealthService, promoteDelayed } from '../../admin/destination-health-service.js';
+import type { DestinationHealthService } from '../../admin/destination-health-service.js';
 import type { Queue } from 'bullmq';
 import type { DeliveryJobData } from '../../queues/queues.js';
 import { DeadLetterSchema } from '../../domain/dead-letter.js';
@@ -16,7 +16,6 @@ export interface AdminRouteDeps {
   readonly deadLetters: DeadLettersService;
   readonly destinationHealth: DestinationHealthService;
   readonly deliveryQueue: Queue<DeliveryJobData>;
-  readonly refreshConfig: () => Promise<unknown>;
   readonly clock: () => number;
   readonly connectors: () => unknown[];
   readonly testDestination: (destinationId: string) => Promise<unknown>;
@@ -128,14 +127,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
         await config.deleteDestination((request.params as Params).destinationId ?? '');
         return reply.status(204).send();
       });
-      admin.post('/destinations/:destinationId/enable', async (request) => {
-        const destinationId = (request.params as Params).destinationId ?? '';
-        const destination = await config.setDestinationEnabled(destinationId, true);
-        await deps.refreshConfig();
-        // Work that waited while it was disabled goes now rather than at its next check.
-        await promoteDelayed(deps.deliveryQueue, destinationId);
-        return destination;
-      });
+      admin.post('/destinations/:destinationId/enable', async (request) => config.setDestinationEnabled((request.params as Params).destinationId ?? '', true));
       admin.post('/destinations/:destinationId/disable', async (request) => config.setDestinationEnabled((request.params as Params).destinationId ?? '', false));
 
       // Health: circuit breaker state, operator pause and resume.
