@@ -17,7 +17,7 @@ export type {
   TransportError,
 } from './connectors/connector.js';
 export { defineHttpConnector, type HttpConnectorDefinition } from './connectors/define-http-connector.js';
-export { classifyHttpResult, excerpt, parseRetryAfter } from './connectors/http-classification.js';
+export { classifyHttpResult, describeResponse, excerpt, parseRetryAfter } from './connectors/http-classification.js';
 export { customProperties, defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from './connectors/impression-event.js';
 export { type Impression, ImpressionSchema } from './domain/impression.js';
 export { createWebhookVerifier, verifyWebhook, WebhookVerificationError, type WebhookHeaders } from './receiving/verify-webhook.js';

@@ -19,7 +19,8 @@ export function excerpt(body: string, max = 300): string {
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
 }
 
-function describe(response: HttpResponse): string {
+/** `HTTP 400: <start of the body>`: the reason text of a failed answer, for outcomes and dead letters. */
+export function describeResponse(response: HttpResponse): string {
   const text = excerpt(response.body);
   return text === '' ? `HTTP ${response.status}` : `HTTP ${response.status}: ${text}`;
 }
@@ -41,7 +42,7 @@ export function classifyHttpResult(result: SendResult<HttpResponse>, now = Date.
   const status = response.status;
   if (status >= 200 && status < 300) return { kind: 'delivered' };
   const retryAfterMs = parseRetryAfter(response.headers['retry-after'], now);
-  const reason = describe(response);
+  const reason = describeResponse(response);
   if (status === 429) return { kind: 'throttled', reason, status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
   if (retryableStatuses.has(status) || (status >= 500 && status !== 501)) {
     return { kind: 'retry', reason, status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };

@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { excerpt } from '../http-classification.js';
-import { parseRetryAfter } from '../http-classification.js';
+import { describeResponse, parseRetryAfter } from '../http-classification.js';
 import type { DeliveryOutcome, EncodedRequest, HttpRequestSpec, HttpResponse, ItemOutcome } from '../connector.js';
 import { defineHttpConnector } from '../define-http-connector.js';
 import { defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from '../impression-event.js';
@@ -145,10 +144,6 @@ function parseErrorBody(body: string): AmplitudeErrorBody | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
-function describe(response: HttpResponse): string {
-  const text = excerpt(response.body);
-  return text === '' ? `HTTP ${response.status}` : `HTTP ${response.status}: ${text}`;
-}
 
 /** Adds an outcome for the event at `index`, if it is one of this request's events. */
 function setAt(byItem: Map<string, ItemOutcome>, sent: EncodedRequest<HttpRequestSpec>, index: number, outcome: ItemOutcome): void {
@@ -158,7 +153,7 @@ function setAt(byItem: Map<string, ItemOutcome>, sent: EncodedRequest<HttpReques
 
 function classify400(response: HttpResponse, body: AmplitudeErrorBody | undefined, sent: EncodedRequest<HttpRequestSpec>): DeliveryOutcome {
   const status = 400;
-  const reason = describe(response);
+  const reason = describeResponse(response);
   // The Python/Ruby SDKs treat "Invalid API key: …" as a configuration error, not a data error. The
   // body is not quoted: what follows the colon may echo the key, which must not reach a dead letter.
   if (body?.error?.startsWith('Invalid API key') === true) return { kind: 'rejected', code: 'destination_auth', reason: 'HTTP 400: Invalid API key', status };
@@ -194,7 +189,7 @@ function classify400(response: HttpResponse, body: AmplitudeErrorBody | undefine
 
 function classify429(response: HttpResponse, body: AmplitudeErrorBody | undefined, sent: EncodedRequest<HttpRequestSpec>): DeliveryOutcome {
   const status = 429;
-  const reason = describe(response);
+  const reason = describeResponse(response);
   const retryAfterMs = throttlePause(response);
   const byItem = new Map<string, ItemOutcome>();
   for (const index of body?.throttled_events ?? []) {

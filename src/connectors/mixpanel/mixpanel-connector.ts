@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { excerpt } from '../http-classification.js';
+import { describeResponse, excerpt } from '../http-classification.js';
 import type { DeliveryOutcome, EncodedRequest, HttpRequestSpec, HttpResponse, ItemOutcome } from '../connector.js';
 import { defineHttpConnector } from '../define-http-connector.js';
 import { defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from '../impression-event.js';
@@ -133,10 +133,6 @@ export function mixpanelAuthorization(settings: MixpanelSettings): string {
   return `Basic ${Buffer.from(credentials).toString('base64')}`;
 }
 
-function describe(response: HttpResponse): string {
-  const text = excerpt(response.body);
-  return text === '' ? `HTTP ${response.status}` : `HTTP ${response.status}: ${text}`;
-}
 
 function classify400(response: HttpResponse, sent: EncodedRequest<HttpRequestSpec>): DeliveryOutcome | undefined {
   let json: unknown;
@@ -162,7 +158,7 @@ function classify400(response: HttpResponse, sent: EncodedRequest<HttpRequestSpe
   // No usable record: the default table rejects the whole request as invalid_payload.
   if (byItem.size === 0) return undefined;
   // Items absent from byItem count as delivered: Mixpanel ingested every event that passed validation.
-  return { kind: 'partial', byItem, reason: describe(response), status: 400 };
+  return { kind: 'partial', byItem, reason: describeResponse(response), status: 400 };
 }
 
 export const mixpanelConnector = defineHttpConnector<MixpanelSettings>({

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { TrackParams } from '@segment/analytics-node';
 import { z } from 'zod';
-import { excerpt } from '../http-classification.js';
-import { parseRetryAfter } from '../http-classification.js';
+import { describeResponse, parseRetryAfter } from '../http-classification.js';
 import type { EncodedRequest, EncodeResult, HttpRequestSpec, RejectCode } from '../connector.js';
 import { defineHttpConnector } from '../define-http-connector.js';
 import { defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from '../impression-event.js';
@@ -184,8 +183,7 @@ export const segmentConnector = defineHttpConnector<SegmentSettings>({
     // Segment sends both Retry-After and X-RateLimit-Reset (seconds); the default table reads the first.
     if (parseRetryAfter(response.headers['retry-after'], Date.now()) !== undefined) return undefined;
     const retryAfterMs = rateLimitResetMs(response.headers['x-ratelimit-reset'], Date.now());
-    const text = excerpt(response.body);
-    const reason = text === '' ? 'HTTP 429' : `HTTP 429: ${text}`;
+    const reason = describeResponse(response);
     return { kind: 'throttled', reason, status: 429, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
   },
 });
