@@ -213,6 +213,20 @@ describe('s3 connector against s3rver', () => {
     );
   });
 
+  test('a batch over maxRows is split into objects of at most maxRows rows', async () => {
+    const items = Array.from({ length: 5 }, () => impression());
+    const raw = rawSettings({ maxRows: 2 });
+
+    const settlement = await deliver(items, raw);
+
+    assert.equal(settlement.delivered, 5);
+    assert.equal(settlement.requests, 3);
+    const keys = await listKeys(String(raw.prefix));
+    assert.equal(keys.length, 3);
+    const rows = await Promise.all(keys.map(async (key) => gunzipSync((await readObject(key)).body).toString('utf8').trim().split('\n').length));
+    assert.deepEqual(rows.sort(), [1, 2, 2]);
+  });
+
   test('a retried batch overwrites its object instead of adding one', async () => {
     const items = [impression(), impression(), impression()];
     const raw = rawSettings();
