@@ -8,6 +8,7 @@ interface PendingBatch {
   items: Impression[];
   environmentId: string;
   attempts: number;
+  maxItems: number;
   /** The connector wants to wait longer than routing may hold jobs: hand over to the staging buffer. */
   staged: boolean;
   waiters: { resolve: () => void; reject: (error: unknown) => void }[];
@@ -24,13 +25,33 @@ interface PendingBatch {
  */
 export class DeliveryBatcher {
   private readonly pending = new Map<string, PendingBatch>();
+  private heldJobs = 0;
 
   constructor(
     private readonly queue: Queue<DeliveryJobData>,
-    private readonly options: { maxWaitCapMs: number; staging: StagingBuffer },
+    private readonly options: {
+      maxWaitCapMs: number;
+      staging: StagingBuffer;
+      /** The routing worker's concurrency: when that many jobs wait here, no job can come to fill a batch. */
+      maxHeldJobs: number;
+    },
   ) {}
 
-  add(destination: RuntimeDestination, items: Impression[]): Promise<void> {
+  /** Hands one routing job's shares to their destinations' batches; resolves once all of them are durable. */
+  async addAll(shares: Iterable<readonly [RuntimeDestination, Impression[]]>): Promise<void> {
+    const written = [...shares].map(([destination, items]) => this.add(destination, items));
+    if (written.length === 0) return;
+    this.heldJobs += 1;
+    // Every routing slot is waiting on a batch: waiting longer cannot fill one, so write what there is.
+    if (this.heldJobs >= this.options.maxHeldJobs) for (const [id, batch] of this.pending) void this.flush(id, batch.maxItems);
+    try {
+      await Promise.all(written);
+    } finally {
+      this.heldJobs -= 1;
+    }
+  }
+
+  private add(destination: RuntimeDestination, items: Impression[]): Promise<void> {
     const id = destination.destination.id;
     const maxItems = destination.limits?.maxItemsPerRequest ?? 500;
     const maxWait = Math.min(destination.limits?.maxBatchWaitMs ?? 0, this.options.maxWaitCapMs);
@@ -40,6 +61,7 @@ export class DeliveryBatcher {
         items: [],
         environmentId: destination.environmentId,
         attempts: destination.destination.delivery.retrySchedule.length + 1,
+        maxItems,
         staged: (destination.limits?.maxBatchWaitMs ?? 0) > this.options.maxWaitCapMs,
         waiters: [],
         timer: undefined,

@@ -25,10 +25,7 @@ export function createRouteProcessor(deps: { config: ConfigWatcher; batcher: Del
       return { routed: 0, dropped: impressions.length, destinations: 0 };
     }
     const result = routeImpressions(environment, impressions);
-    await Promise.all([
-      ...[...result.byDestination].map(([destination, items]) => deps.batcher.add(destination, items)),
-      deps.stats.record(environmentId, result.traffic),
-    ]);
+    await Promise.all([deps.batcher.addAll(result.byDestination), deps.stats.record(environmentId, result.traffic)]);
     let dropped = 0;
     for (const [reason, count] of result.dropped) {
       deps.metrics.impressionsDropped.inc({ reason }, count);

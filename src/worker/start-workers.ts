@@ -39,7 +39,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   staging.start(options.stagingIntervalMs ?? 1000);
   // A job whose worker died is taken over once its lock lapses (checked at the same interval).
   const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS };
-  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging });
+  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
 
   const routing = new Worker<IngestJobData>(
     ingestQueueName,
