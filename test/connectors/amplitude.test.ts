@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import nock from 'nock';
 import { amplitudeConnector, type AmplitudeSettings } from '../../src/connectors/amplitude/amplitude-connector.js';
 import type { HttpResponse } from '../../src/connectors/connector.js';
 import { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
-import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
-import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import type { Impression } from '../../src/domain/impression.js';
-import { captureBodies, deliverThrough, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
+import { captureBodies, deliverThrough, useNockedTransport, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
 
 const now = 1_718_900_000_000;
 const apiKey = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
@@ -31,25 +29,15 @@ interface SentBody {
 const impression = numberedImpression;
 const impressions = numberedImpressions;
 
-let transport: ReturnType<typeof createHttpTransport>;
+const transport = useNockedTransport();
 
 function deliver(raw: Record<string, unknown>, items: readonly Impression[]): Promise<BatchSettlement> {
-  return deliverThrough(amplitudeConnector, raw, items, transport, 'amplitude-prod');
+  return deliverThrough(amplitudeConnector, raw, items, transport(), 'amplitude-prod');
 }
 
 const capture = captureBodies<SentBody>;
 const ids = sortedIds;
 
-beforeEach(() => {
-  nock.disableNetConnect();
-  transport = createHttpTransport({ guard: createDestinationGuard([]), userAgent: 'test' });
-});
-
-afterEach(() => {
-  nock.cleanAll();
-  nock.enableNetConnect();
-  transport.close();
-});
 
 describe('amplitude connector: requests', () => {
   test('registers: example settings parse and every limit is a positive number', () => {

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import nock from 'nock';
 import { mixpanelConnector, mixpanelInsertId } from '../../src/connectors/mixpanel/mixpanel-connector.js';
 import { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
-import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
-import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import type { Impression } from '../../src/domain/impression.js';
-import { captureBodies, deliverThrough, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
+import { captureBodies, deliverThrough, useNockedTransport, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
 
 const us = 'https://api.mixpanel.com';
 const serviceAccount = { projectId: '3141592', serviceAccountUsername: 'flagstream.sa', serviceAccountSecret: 'sa-secret-123' };
@@ -21,26 +19,16 @@ interface SentEvent {
 const impression = numberedImpression;
 const impressions = numberedImpressions;
 
-let transport: ReturnType<typeof createHttpTransport>;
+const transport = useNockedTransport();
 
 function deliver(raw: Record<string, unknown>, items: readonly Impression[]): Promise<BatchSettlement> {
-  return deliverThrough(mixpanelConnector, raw, items, transport, 'mixpanel-prod');
+  return deliverThrough(mixpanelConnector, raw, items, transport(), 'mixpanel-prod');
 }
 
 /** A nock body matcher that records what was sent and accepts it when `accept` holds. */
 const capture = (into: SentEvent[][], accept: (events: SentEvent[]) => boolean = () => true) => captureBodies<SentEvent[]>(into, (events) => Array.isArray(events) && accept(events));
 const ids = sortedIds;
 
-beforeEach(() => {
-  nock.disableNetConnect();
-  transport = createHttpTransport({ guard: createDestinationGuard([]), userAgent: 'test' });
-});
-
-afterEach(() => {
-  nock.cleanAll();
-  nock.enableNetConnect();
-  transport.close();
-});
 
 describe('mixpanel connector: settings', () => {
   const parses = (raw: Record<string, unknown>): boolean => mixpanelConnector.settingsSchema.safeParse(raw).success;

@@ -1,4 +1,8 @@
+import { afterEach, beforeEach } from 'node:test';
+import nock from 'nock';
 import type { AnyConnector, HttpClient } from '../../src/connectors/connector.js';
+import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
+import { createHttpTransport } from '../../src/delivery/http-transport.js';
 import { type BatchSettlement, deliverBatch } from '../../src/delivery/deliver-batch.js';
 import type { Impression } from '../../src/domain/impression.js';
 
@@ -63,3 +67,24 @@ export function captureBodies<T>(into: T[], accept: (body: T) => boolean = () =>
 
 export const sortedIds = (list: readonly { readonly id: string }[]): string[] => list.map((item) => item.id).sort();
 export const rejectedIds = (settlement: BatchSettlement): string[] => settlement.rejected.map((r) => r.item.id).sort();
+
+/**
+ * For vendor tests: before each test, nock refuses real network and a fresh transport (no
+ * allowlist, as in production) is made; after it, nock is cleared and the transport closed.
+ */
+export function useNockedTransport(): () => HttpClient {
+  let transport: ReturnType<typeof createHttpTransport> | undefined;
+  beforeEach(() => {
+    nock.disableNetConnect();
+    transport = createHttpTransport({ guard: createDestinationGuard([]), userAgent: 'test' });
+  });
+  afterEach(() => {
+    nock.cleanAll();
+    nock.enableNetConnect();
+    transport?.close();
+  });
+  return () => {
+    if (transport === undefined) throw new Error('useNockedTransport: only inside a test');
+    return transport;
+  };
+}
