@@ -29,7 +29,7 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
   registerErrorHandler(app);
   registerJsonBody(app, maxBytes);
 
-  const ingest = createIngestService({ queues: ctx.queues, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
+  const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
   const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;

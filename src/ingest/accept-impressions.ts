@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
 import { AppError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -9,7 +10,7 @@ export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
  * Accepting = validated (by the caller) + durably enqueued, then answered. One request becomes
  * one ingest job, so a request is enqueued whole or not at all.
  */
-export function createIngestService(deps: { queues: Queues; metrics: Metrics; backlogLimit: number; clock: () => number }) {
+export function createIngestService(deps: { queues: Queues; redis: Redis; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
 
   const assertBacklogRoom = async (): Promise<void> => {
@@ -24,6 +25,8 @@ export function createIngestService(deps: { queues: Queues; metrics: Metrics; ba
   return {
     async accept(environmentId: string, impressions: Impression[], source: IngestSource): Promise<number> {
       if (impressions.length === 0) return 0;
+      // Commands would wait for the reconnect; a client is better told to retry now (SDKs retry once).
+      if (deps.redis.status !== 'ready') throw new AppError('FLAGSTREAM_ERR_REDIS', 'the queue (Redis) is unreachable; nothing was accepted, retry later');
       await assertBacklogRoom();
       await deps.queues.ingest.add('impressions', { environmentId, impressions });
       deps.metrics.impressionsReceived.inc({ source }, impressions.length);

@@ -8,8 +8,11 @@ export function uniquePrefix(name = 'test'): string {
   return `fstest:${name}:${randomBytes(4).toString('hex')}`;
 }
 
-export function createTestRedis(): Redis {
-  return new Redis(testRedisUrl, { maxRetriesPerRequest: null });
+export function createTestRedis(url = testRedisUrl): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
+  // Reconnection noise of tests that stop their Redis on purpose.
+  redis.on('error', () => undefined);
+  return redis;
 }
 
 export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {

@@ -45,13 +45,15 @@ export async function startTestApp(
     workerOptions?: WorkerOptions;
     clock?: () => number;
     registry?: ConnectorRegistry;
+    /** A Redis other than the test Redis (e.g. one the test stops). */
+    redisUrl?: string;
     /** Where log lines go (debug level), for tests that read them. */
     logStream?: NodeJS.WritableStream;
   } = {},
 ): Promise<TestApp> {
   const prefix = uniquePrefix();
   const env = readEnv({
-    REDIS_URL: testRedisUrl,
+    REDIS_URL: options.redisUrl ?? testRedisUrl,
     ADMIN_TOKEN: adminToken,
     FLAGSTREAM_REDIS_PREFIX: prefix,
     FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1',
@@ -59,7 +61,7 @@ export async function startTestApp(
     FLAGSTREAM_BATCH_WAIT_CAP_MS: '50',
     ...options.env,
   });
-  const redis = createTestRedis();
+  const redis = createTestRedis(options.redisUrl);
   const logger = options.logStream
     ? createLogger('debug', options.logStream)
     : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
