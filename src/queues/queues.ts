@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
@@ -58,20 +58,33 @@ export function createQueues(connection: Redis, keys: RedisKeys): Queues {
   };
 }
 
-/** Moves a destination's delayed jobs back to waiting, so resuming (or enabling) takes effect now. */
+/**
+ * Moves a destination's delayed jobs back to waiting, so resuming (or enabling) takes effect now.
+ * Reads only job ids and names while scanning (a long outage can leave many large jobs delayed),
+ * and loads one job at a time to promote it.
+ */
 export async function promoteDelayed(queue: Queue<DeliveryJobData>, destinationId: string): Promise<number> {
-  // Collect first, then promote: promoting while paging would shift the pages.
-  const matching = [];
-  const page = 500;
+  // createQueues hands BullMQ a plain ioredis connection, never a cluster.
+  const client = (await queue.client) as unknown as Redis;
+  const delayedKey = queue.keys.delayed ?? queue.toKey('delayed');
+  const matching: string[] = [];
+  const page = 1000;
   for (let start = 0; ; start += page) {
-    const jobs = await queue.getDelayed(start, start + page - 1);
-    matching.push(...jobs.filter((job) => job.name === destinationId));
-    if (jobs.length < page) break;
+    const ids = await client.zrange(delayedKey, start, start + page - 1);
+    if (ids.length === 0) break;
+    const pipeline = client.pipeline();
+    for (const id of ids) pipeline.hget(queue.toKey(id), 'name');
+    const names = (await pipeline.exec()) ?? [];
+    ids.forEach((id, index) => {
+      if (names[index]?.[1] === destinationId) matching.push(id);
+    });
+    if (ids.length < page) break;
   }
   let promoted = 0;
-  for (const job of matching) {
+  for (const id of matching) {
+    const job = await Job.fromId<DeliveryJobData>(queue, id);
     // A job may have started or moved meanwhile; that is fine.
-    await job.promote().then(
+    await job?.promote().then(
       () => (promoted += 1),
       () => undefined,
     );
