@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { DeadLetter, DeadLetterStatus } from '../domain/dead-letter.js';
+import type { DeadLetter, DeadLetterStatus, DeadLetterSummary } from '../domain/dead-letter.js';
 import { AppError } from '../domain/errors.js';
 import type { DeliveryJobData } from '../queues/queues.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
@@ -21,11 +21,6 @@ export interface ReplayReport {
   readonly skipped: readonly { readonly id: string; readonly reason: string }[];
 }
 
-/** Summary line of a dead letter, as lists show it (the impressions themselves via `show`). */
-export function summarize(letter: DeadLetter) {
-  const { impressions, ...rest } = letter;
-  return { ...rest, impressionCount: impressions.length };
-}
 
 /**
  * Listing, inspecting, replaying and purging dead letters; shared by the admin API and the CLI.
@@ -35,26 +30,21 @@ export function summarize(letter: DeadLetter) {
 export function createDeadLettersService(deps: { store: DeadLetterStore; deliveryQueue: Queue<DeliveryJobData>; config: () => ConfigSnapshot; clock: () => number }) {
   const { store } = deps;
 
-  const select = async (selection: DeadLetterSelection, defaultStatus?: DeadLetterStatus): Promise<DeadLetter[]> => {
-    const status = selection.status ?? defaultStatus;
+  /** The ids a replay or purge acts on, checked to exist when named. */
+  const selectIds = async (selection: DeadLetterSelection, defaultStatus?: DeadLetterStatus): Promise<string[]> => {
     if (selection.ids !== undefined && selection.ids.length > 0) {
-      const letters: DeadLetter[] = [];
-      for (const id of selection.ids) {
-        const letter = await store.get(id);
-        if (letter === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
-        letters.push(letter);
-      }
-      return letters;
+      for (const id of selection.ids) if (!(await store.exists(id))) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
+      return [...selection.ids];
     }
     if (!selection.all && selection.destinationId === undefined) {
       throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'say which dead letters: ids, a destination, or all', { field: 'destination' });
     }
-    return store.list({ destinationId: selection.destinationId, since: selection.since, until: selection.until, status });
+    return store.listIds({ destinationId: selection.destinationId, since: selection.since, until: selection.until, status: selection.status ?? defaultStatus });
   };
 
   return {
-    async list(query: DeadLetterQuery) {
-      return (await store.list(query)).map(summarize);
+    async list(query: DeadLetterQuery): Promise<DeadLetterSummary[]> {
+      return store.listSummaries(query);
     },
 
     async show(id: string): Promise<DeadLetter> {
@@ -64,12 +54,14 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; deliver
     },
 
     async replay(selection: DeadLetterSelection & { dryRun?: boolean }): Promise<ReplayReport> {
-      const letters = await select(selection, 'pending');
       const skipped: { id: string; reason: string }[] = [];
       let deadLetters = 0;
       let impressions = 0;
       const snapshot = deps.config();
-      for (const letter of letters) {
+      // One dead letter in memory at a time, however many an outage left.
+      for (const id of await selectIds(selection, 'pending')) {
+        const letter = await store.get(id);
+        if (letter === undefined) continue;
         if (letter.status !== 'pending') {
           skipped.push({ id: letter.id, reason: 'already replayed' });
           continue;
@@ -99,9 +91,9 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; deliver
     },
 
     async purge(selection: DeadLetterSelection & { dryRun?: boolean }): Promise<{ dryRun: boolean; purged: number }> {
-      const letters = await select(selection);
-      if (selection.dryRun) return { dryRun: true, purged: letters.length };
-      return { dryRun: false, purged: await store.remove(letters.map((l) => l.id)) };
+      const ids = await selectIds(selection);
+      if (selection.dryRun) return { dryRun: true, purged: ids.length };
+      return { dryRun: false, purged: await store.remove(ids) };
     },
   };
 }

@@ -35,3 +35,6 @@ export const DeadLetterSchema = z.object({
 });
 export type DeadLetter = z.infer<typeof DeadLetterSchema>;
 export type DeadLetterStatus = DeadLetter['status'];
+
+/** A dead letter without its impressions: what lists show (`show` gives the impressions). */
+export type DeadLetterSummary = Omit<DeadLetter, 'impressions'> & { readonly impressionCount: number };
