@@ -13,10 +13,3 @@ export const DurationSchema = z.union([
       return Number(amount) * (units[unit] ?? 1);
     }),
 ]);
-
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
