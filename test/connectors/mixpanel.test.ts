@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import nock from 'nock';
 import { mixpanelConnector, mixpanelInsertId } from '../../src/connectors/mixpanel/mixpanel-connector.js';
-import { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { BatchSettlement } from '../../src/delivery/deliver-batch.js';
 import type { Impression } from '../../src/domain/impression.js';
 import { captureBodies, deliverThrough, useNockedTransport, numberedImpression, numberedImpressions, rejectedIds, sortedIds } from '../helpers/connector-harness.js';
@@ -50,13 +49,6 @@ describe('mixpanel connector: settings', () => {
 });
 
 describe('mixpanel connector: requests', () => {
-  test('registers: example settings parse and every limit is a positive number', () => {
-    const registry = new ConnectorRegistry([mixpanelConnector]);
-    assert.equal(registry.get('mixpanel'), mixpanelConnector);
-    const limits = mixpanelConnector.limits(mixpanelConnector.settingsSchema.parse(mixpanelConnector.exampleSettings));
-    for (const value of Object.values(limits)) assert.ok(typeof value === 'number' && value > 0);
-  });
-
   test('sends the documented /import body with service-account Basic auth and project_id', async () => {
     const bodies: SentEvent[][] = [];
     const scope = nock(us)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { AnyConnector, HttpRequestSpec, HttpResponse, SendResult } from '../../src/connectors/connector.js';
 import { describeConnector } from '../../src/connectors/describe-connector.js';
-import { builtInConnectors } from '../../src/connectors/registry.js';
+import { builtInConnectors, ConnectorRegistry } from '../../src/connectors/registry.js';
 import { makeImpression } from '../helpers/impressions.js';
 
 /**
@@ -18,6 +18,11 @@ const impressions = [
 ];
 
 const response = (status: number, body = '', headers: Record<string, string> = {}): SendResult<HttpResponse> => ({ ok: true, response: { status, body, headers } });
+
+test('every built-in connector registers (unique type, example settings that parse, sane limits)', () => {
+  const registry = new ConnectorRegistry(builtInConnectors);
+  for (const connector of builtInConnectors) assert.equal(registry.get(connector.type), connector);
+});
 
 for (const connector of builtInConnectors as AnyConnector[]) {
   describe(`connector contract: ${connector.type}`, () => {

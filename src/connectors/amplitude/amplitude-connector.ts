@@ -102,7 +102,8 @@ export type AmplitudeSettings = z.infer<typeof AmplitudeSettingsSchema>;
 
 type AmplitudeIdentity = AmplitudeSettings['identities'][string];
 
-interface AmplitudeEvent {
+/** One event of the request body, as the HTTP V2 and Batch APIs take it. */
+export interface AmplitudeEvent {
   user_id?: string;
   device_id?: string;
   event_type: string;
