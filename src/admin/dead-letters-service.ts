@@ -1,7 +1,7 @@
-import type { Queue } from 'bullmq';
 import type { DeadLetter, DeadLetterStatus, DeadLetterSummary } from '../domain/dead-letter.js';
 import { AppError } from '../domain/errors.js';
-import type { DeliveryJobData } from '../queues/queues.js';
+import { routingStage } from '../domain/dead-letter.js';
+import { addJobsTo, execAll, queueTransaction, type Queues } from '../queues/queues.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
 import type { DeadLetterQuery, DeadLetterStore } from '../stores/dead-letter-store.js';
 
@@ -27,7 +27,7 @@ export interface ReplayReport {
  * Replay re-queues the same impressions (same ids, so destinations that dedupe see no
  * duplicates) behind live traffic, and marks each dead letter replayed so a second run does nothing.
  */
-export function createDeadLettersService(deps: { store: DeadLetterStore; deliveryQueue: Queue<DeliveryJobData>; config: () => ConfigSnapshot; clock: () => number }) {
+export function createDeadLettersService(deps: { store: DeadLetterStore; queues: Pick<Queues, 'ingest' | 'delivery'>; config: () => ConfigSnapshot; clock: () => number }) {
   const { store } = deps;
 
   /** The ids a replay or purge acts on, checked to exist when named. */
@@ -66,20 +66,30 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; deliver
           skipped.push({ id: letter.id, reason: 'already replayed' });
           continue;
         }
-        const destination = snapshot.destinations.get(letter.destinationId);
-        if (destination === undefined) {
+        const destination = letter.destinationId === routingStage ? undefined : snapshot.destinations.get(letter.destinationId);
+        if (letter.destinationId !== routingStage && destination === undefined) {
           skipped.push({ id: letter.id, reason: `destination "${letter.destinationId}" no longer exists` });
           continue;
         }
         if (!selection.dryRun) {
-          // The job id is derived from the dead letter: re-running a replay interrupted between
-          // these two steps finds the job already there instead of queueing it twice.
-          await deps.deliveryQueue.add(
-            letter.destinationId,
-            { destinationId: letter.destinationId, environmentId: letter.environmentId, items: letter.impressions, replayOf: letter.id },
-            { jobId: `replay-${letter.id}`, attempts: destination.destination.delivery.retrySchedule.length + 1, backoff: { type: 'destination' }, priority: 10 },
-          );
-          if (!(await store.markReplayed(letter.id, deps.clock()))) {
+          // Marking, counting and queueing happen in one transaction: a crash leaves either all
+          // or none. The job id is derived from the dead letter, so a replay racing this one finds it.
+          const jobId = `replay-${letter.id}`;
+          const multi = await queueTransaction(deps.queues.delivery);
+          store.markReplayedIn(multi, letter, deps.clock());
+          if (destination === undefined) {
+            await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId: letter.environmentId, impressions: letter.impressions }, opts: { jobId } }]);
+          } else {
+            await addJobsTo(multi, deps.queues.delivery, [
+              {
+                name: letter.destinationId,
+                data: { destinationId: letter.destinationId, environmentId: letter.environmentId, items: letter.impressions, replayOf: letter.id },
+                opts: { jobId, attempts: destination.destination.delivery.retrySchedule.length + 1, backoff: { type: 'destination' }, priority: 10 },
+              },
+            ]);
+          }
+          const [marked] = await execAll(multi);
+          if (marked !== 1) {
             skipped.push({ id: letter.id, reason: 'already replayed' });
             continue;
           }

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { createConfigService } from '../admin/config-service.js';
+import { createLedgerService } from '../admin/ledger-service.js';
 import { createDeadLettersService } from '../admin/dead-letters-service.js';
 import { createDestinationHealthService } from '../admin/destination-health-service.js';
 import { createIngestService } from '../ingest/accept-impressions.js';
@@ -29,7 +30,7 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
   registerErrorHandler(app);
   registerJsonBody(app, maxBytes);
 
-  const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
+  const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, ledger: ctx.ledger, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
   const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;
@@ -43,7 +44,8 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
     adminToken: ctx.env.ADMIN_TOKEN,
     configService,
     stats: ctx.stats,
-    deadLetters: createDeadLettersService({ store: ctx.deadLetters, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
+    ledger: createLedgerService({ redis: ctx.redis, keys: ctx.keys, ledger: ctx.ledger, queues: ctx.queues }),
+    deadLetters: createDeadLettersService({ store: ctx.deadLetters, queues: ctx.queues, config: current, clock: ctx.clock }),
     destinationHealth: createDestinationHealthService({ health: ctx.health, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
     deliveryQueue: ctx.queues.delivery,
     clock: ctx.clock,

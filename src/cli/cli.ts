@@ -3,6 +3,7 @@ import { applyCommand, exportCommand, statsCommand } from './commands/config-com
 import { connectorsCommand, destinationsTest } from './commands/connector-commands.js';
 import { dlqList, dlqPurge, dlqReplay, dlqShow } from './commands/dead-letter-commands.js';
 import { destinationsPause, destinationsResume, destinationsStatus } from './commands/destination-commands.js';
+import { ledgerCommand } from './commands/ledger-command.js';
 import { receiveCommand } from './commands/receive.js';
 import { type Role, serve } from './commands/serve.js';
 import { reportCliError } from './output.js';
@@ -49,6 +50,13 @@ export function buildCli(): Command {
     .argument('<environment>', 'environment id')
     .option('--json', 'machine-readable output')
     .action((environment: string, options: { json?: boolean }) => statsCommand(environment, options));
+
+  program
+    .command('ledger')
+    .description('where every accepted impression went: received = dropped + routed, routed = delivered + skipped + dead-lettered + pending')
+    .option('--environment <id>', 'only this environment')
+    .option('--json', 'machine-readable output')
+    .action((options: { json?: boolean; environment?: string }) => ledgerCommand(options));
 
   const dlq = program.command('dlq').description('inspect, replay and purge dead letters');
   dlq

@@ -12,7 +12,15 @@ export const DeadLetterReasonSchema = z.enum([
   'retries_exhausted',
   'max_age_exceeded',
   'internal_error',
+  'worker_crashed',
 ]);
+
+/**
+ * The destination of dead letters whose impressions could not be routed (a routing job that kept
+ * failing or crashing its worker): replaying them routes them again. Not a valid destination id,
+ * so it cannot clash with one.
+ */
+export const routingStage = '@routing';
 
 /** The impressions of one failed batch for one destination, with why and when it failed. */
 export const DeadLetterSchema = z.object({

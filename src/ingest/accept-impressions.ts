@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
 import { AppError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Queues } from '../queues/queues.js';
+import { addJobsTo, execAll, queueTransaction, type Queues } from '../queues/queues.js';
+import type { LedgerStore } from '../stores/ledger-store.js';
 
 export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
 
@@ -10,7 +11,7 @@ export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
  * Accepting = validated (by the caller) + durably enqueued, then answered. One request becomes
  * one ingest job, so a request is enqueued whole or not at all.
  */
-export function createIngestService(deps: { queues: Queues; redis: Redis; metrics: Metrics; backlogLimit: number; clock: () => number }) {
+export function createIngestService(deps: { queues: Queues; redis: Redis; ledger: LedgerStore; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
 
   const assertBacklogRoom = async (): Promise<void> => {
@@ -28,7 +29,11 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; metric
       // Commands would wait for the reconnect; a client is better told to retry now (SDKs retry once).
       if (deps.redis.status !== 'ready') throw new AppError('FLAGSTREAM_ERR_REDIS', 'the queue (Redis) is unreachable; nothing was accepted, retry later');
       await assertBacklogRoom();
-      await deps.queues.ingest.add('impressions', { environmentId, impressions });
+      // The job and its count in the ledger are written together: received is exact.
+      const multi = await queueTransaction(deps.queues.ingest);
+      await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, impressions } }]);
+      deps.ledger.countReceived(multi, environmentId, impressions.length);
+      await execAll(multi);
       deps.metrics.impressionsReceived.inc({ source }, impressions.length);
       return impressions.length;
     },

@@ -1,5 +1,5 @@
-import { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Job, type JobsOptions, Queue } from 'bullmq';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
 
@@ -58,6 +58,39 @@ export function createQueues(connection: Redis, keys: RedisKeys): Queues {
   };
 }
 
+export interface JobToAdd<T> {
+  readonly name: string;
+  readonly data: T;
+  readonly opts?: JobsOptions;
+}
+
+/**
+ * A MULTI on the queue's connection, where BullMQ's job scripts and flagstream's own commands
+ * (ledger counts, markers) can be queued together and applied all or nothing.
+ */
+export async function queueTransaction<T>(queue: Queue<T>): Promise<ChainableCommander> {
+  // BullMQ wraps our ioredis connection; its multi() is an ioredis MULTI that also runs BullMQ's scripts.
+  return (await queue.client).multi() as unknown as ChainableCommander;
+}
+
+/** Queues jobs inside `multi` (see queueTransaction); they exist once the caller's EXEC succeeds. */
+export async function addJobsTo<T>(multi: ChainableCommander, queue: Queue<T>, jobs: readonly JobToAdd<T>[]): Promise<void> {
+  for (const { name, data, opts } of jobs) {
+    // Queue.add merges the queue's defaults the same way.
+    const job = new Job<T>(queue, name, data, { ...queue.defaultJobOptions, ...opts }, opts?.jobId);
+    // addJob only queues a command on a transaction; BullMQ's own addBulk passes a pipeline the same way.
+    await job.addJob(multi as unknown as Parameters<Job['addJob']>[0], { parentKey: job.parentKey, parentDependenciesKey: job.parentKey ? `${job.parentKey}:dependencies` : '' });
+  }
+}
+
+/** Runs a MULTI and throws the first command error (ioredis reports them per command). */
+export async function execAll(multi: ChainableCommander): Promise<unknown[]> {
+  const results = await multi.exec();
+  if (results === null) throw new Error('Redis transaction aborted');
+  for (const [error] of results) if (error) throw error;
+  return results.map(([, value]) => value);
+}
+
 /**
  * Moves a destination's delayed jobs back to waiting, so resuming (or enabling) takes effect now.
  * Reads only job ids and names while scanning (a long outage can leave many large jobs delayed),
@@ -90,4 +123,32 @@ export async function promoteDelayed(queue: Queue<DeliveryJobData>, destinationI
     );
   }
   return promoted;
+}
+
+/** States in which a job still holds work to do. */
+const unfinishedStates = ['wait', 'paused', 'prioritized', 'delayed', 'active', 'waiting-children'] as const;
+
+/**
+ * Sums `count(job data)` per `group(job data)` over every unfinished job of a queue, reading
+ * bounded pages of job data. For the ledger: exact at a quiet moment, approximate while jobs move.
+ */
+export async function tallyUnfinishedJobs<T>(queue: Queue<T>, tally: (data: T) => readonly [group: string, count: number]): Promise<Map<string, number>> {
+  const client = (await queue.client) as unknown as Redis;
+  const totals = new Map<string, number>();
+  const page = 200;
+  for (const state of unfinishedStates) {
+    for (let start = 0; ; start += page) {
+      const ids = await queue.getRanges([state], start, start + page - 1, true);
+      if (ids.length === 0) break;
+      const pipeline = client.pipeline();
+      for (const id of ids) pipeline.hget(queue.toKey(id), 'data');
+      for (const [, raw] of (await pipeline.exec()) ?? []) {
+        if (typeof raw !== 'string') continue;
+        const [group, count] = tally(JSON.parse(raw) as T);
+        totals.set(group, (totals.get(group) ?? 0) + count);
+      }
+      if (ids.length < page) break;
+    }
+  }
+  return totals;
 }

@@ -1,11 +1,15 @@
 import type { JobsOptions, Queue } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
-import type { DeliveryJobData } from '../queues/queues.js';
+import { addJobsTo, type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
 import type { RuntimeDestination } from '../runtime/config-snapshot.js';
+import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StagingBuffer } from './staging-buffer.js';
 
 interface PendingBatch {
   items: Impression[];
+  /** The routing jobs whose shares are in this batch: marked written together with it. */
+  routingJobIds: Set<string>;
   environmentId: string;
   attempts: number;
   maxItems: number;
@@ -32,26 +36,33 @@ export class DeliveryBatcher {
     private readonly options: {
       maxWaitCapMs: number;
       staging: StagingBuffer;
+      ledger: LedgerStore;
       /** The routing worker's concurrency: when that many jobs wait here, no job can come to fill a batch. */
       maxHeldJobs: number;
     },
   ) {}
 
-  /** Hands one routing job's shares to their destinations' batches; resolves once all of them are durable. */
-  async addAll(shares: Iterable<readonly [RuntimeDestination, Impression[]]>): Promise<void> {
-    const written = [...shares].map(([destination, items]) => this.add(destination, items));
+  /**
+   * Hands one routing job's shares to their destinations' batches; resolves once all of them are
+   * durable, and rejects (with the first error) only after every share has settled, so a retry
+   * of the job sees exactly which shares were written.
+   */
+  async addAll(shares: Iterable<readonly [RuntimeDestination, Impression[]]>, routingJobId: string): Promise<void> {
+    const written = [...shares].map(([destination, items]) => this.add(destination, items, routingJobId));
     if (written.length === 0) return;
     this.heldJobs += 1;
     // Every routing slot is waiting on a batch: waiting longer cannot fill one, so write what there is.
     if (this.heldJobs >= this.options.maxHeldJobs) for (const [id, batch] of this.pending) void this.flush(id, batch.maxItems);
+    let outcomes;
     try {
-      await Promise.all(written);
+      outcomes = await Promise.allSettled(written);
     } finally {
       this.heldJobs -= 1;
     }
+    for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
   }
 
-  private add(destination: RuntimeDestination, items: Impression[]): Promise<void> {
+  private add(destination: RuntimeDestination, items: Impression[], routingJobId: string): Promise<void> {
     const id = destination.destination.id;
     const maxItems = destination.limits?.maxItemsPerRequest ?? 500;
     const maxWait = Math.min(destination.limits?.maxBatchWaitMs ?? 0, this.options.maxWaitCapMs);
@@ -59,6 +70,7 @@ export class DeliveryBatcher {
     if (batch === undefined) {
       batch = {
         items: [],
+        routingJobIds: new Set(),
         environmentId: destination.environmentId,
         attempts: destination.destination.delivery.retrySchedule.length + 1,
         maxItems,
@@ -69,6 +81,7 @@ export class DeliveryBatcher {
       this.pending.set(id, batch);
     }
     for (const item of items) batch.items.push(item);
+    batch.routingJobIds.add(routingJobId);
     const promise = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
     if (batch.items.length >= maxItems && !batch.staged) {
       this.flush(id, maxItems);
@@ -98,7 +111,12 @@ export class DeliveryBatcher {
           for (const waiter of batch.waiters) waiter.reject(error);
         },
       );
-    if (batch.staged) return settle(this.options.staging.stage(destinationId, batch.items));
+    // The batch, its count in the ledger and the markers of its routing jobs: one transaction.
+    const account = (multi: ChainableCommander) => {
+      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.items.length);
+      for (const jobId of batch.routingJobIds) this.options.ledger.markShareWritten(multi, jobId, destinationId);
+    };
+    if (batch.staged) return settle(this.options.staging.stage(destinationId, batch.items, account));
     const size = Number.isFinite(maxItems) ? maxItems : batch.items.length;
     const jobs: { name: string; data: DeliveryJobData; opts: JobsOptions }[] = [];
     for (let start = 0; start < batch.items.length; start += size) {
@@ -108,6 +126,13 @@ export class DeliveryBatcher {
         opts: { attempts: batch.attempts, backoff: { type: 'destination' } },
       });
     }
-    return settle(this.queue.addBulk(jobs));
+    return settle(
+      (async () => {
+        const multi = await queueTransaction(this.queue);
+        await addJobsTo(multi, this.queue, jobs);
+        account(multi);
+        await execAll(multi);
+      })(),
+    );
   }
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Impression } from '../domain/impression.js';
-import type { DeliveryJobData } from '../queues/queues.js';
+import { addJobsTo, type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
 
@@ -25,8 +25,8 @@ const abandonedClaimMs = 60_000;
  * list and acknowledges; a flusher in every worker process turns a list into delivery jobs once
  * it is full or old enough. Each flush claims the list atomically and derives its job ids from
  * the claim, so a process dying mid-flush leaves a claim another process completes: nothing is
- * lost, and a batch is at worst queued twice with the same impressions (S3 keys are derived from
- * the impression ids, so the object is overwritten, not duplicated).
+ * lost, and since a claim's jobs are queued in the same transaction that ends the claim, a batch
+ * is never queued twice.
  */
 export class StagingBuffer {
   private timer: NodeJS.Timeout | undefined;
@@ -43,15 +43,17 @@ export class StagingBuffer {
     },
   ) {}
 
-  async stage(destinationId: string, items: readonly Impression[]): Promise<void> {
+  /** Appends items; `alsoIn` adds the caller's own commands (ledger counts) to the same transaction. */
+  async stage(destinationId: string, items: readonly Impression[], alsoIn?: (multi: ChainableCommander) => void): Promise<void> {
     const { redis, keys, clock } = this.deps;
-    await redis
+    const multi = redis
       .multi()
       .rpush(keys.stagingList(destinationId), JSON.stringify(items))
       .hincrby(keys.stagingMeta(destinationId), 'count', items.length)
       .hsetnx(keys.stagingMeta(destinationId), 'firstAt', String(clock()))
-      .sadd(keys.stagingIndex, destinationId)
-      .exec();
+      .sadd(keys.stagingIndex, destinationId);
+    alsoIn?.(multi);
+    await execAll(multi);
   }
 
   start(intervalMs = 1000): void {
@@ -115,8 +117,33 @@ export class StagingBuffer {
         opts: { jobId: `staged-${claimId}-${part}`, attempts, backoff: { type: 'destination' } },
       });
     }
-    await queue.addBulk(jobs);
-    await redis.multi().del(claimKey, `${claimKey}:meta`).zrem(keys.stagingClaimedIndex, claimId).exec();
+    // The jobs and the end of the claim in one transaction: a claim is never queued twice.
+    const multi = await queueTransaction(queue);
+    await addJobsTo(multi, queue, jobs);
+    multi.del(claimKey, `${claimKey}:meta`).zrem(keys.stagingClaimedIndex, claimId);
+    await execAll(multi);
     return jobs.length;
   }
+}
+
+/** Impressions waiting in the staging buffer per destination, claims included (for the ledger). */
+export async function countStaged(redis: Redis, keys: RedisKeys): Promise<Map<string, number>> {
+  const totals = new Map<string, number>();
+  const add = (destinationId: string, count: number) => totals.set(destinationId, (totals.get(destinationId) ?? 0) + count);
+  for (const destinationId of await redis.smembers(keys.stagingIndex)) {
+    const count = await redis.hget(keys.stagingMeta(destinationId), 'count');
+    if (count !== null) add(destinationId, Number(count));
+  }
+  for (const claimId of await redis.zrange(keys.stagingClaimedIndex, 0, -1)) {
+    const claimKey = keys.stagingClaimed(claimId);
+    const destinationId = await redis.hget(`${claimKey}:meta`, 'destinationId');
+    if (destinationId === null) continue;
+    const page = 100;
+    for (let start = 0; ; start += page) {
+      const chunks = await redis.lrange(claimKey, start, start + page - 1);
+      for (const chunk of chunks) add(destinationId, (JSON.parse(chunk) as unknown[]).length);
+      if (chunks.length < page) break;
+    }
+  }
+  return totals;
 }

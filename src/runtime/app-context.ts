@@ -8,6 +8,7 @@ import { createQueues, type Queues } from '../queues/queues.js';
 import { type ConfigStore, createConfigStore } from '../stores/config-store.js';
 import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-letter-store.js';
 import { createHealthStore, type HealthStore } from '../stores/health-store.js';
+import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
 import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
@@ -23,6 +24,7 @@ export interface AppContext {
   readonly configStore: ConfigStore;
   readonly stats: StatsStore;
   readonly deadLetters: DeadLetterStore;
+  readonly ledger: LedgerStore;
   readonly health: HealthStore;
   readonly queues: Queues;
   readonly config: ConfigWatcher;
@@ -69,6 +71,8 @@ export async function createAppContext(deps: {
     registry,
     configStore,
     stats: createStatsStore({ redis, keys }),
+    // Markers must outlive every retry of their job, which the delivery age bounds.
+    ledger: createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
     deadLetters: createDeadLetterStore({ redis, keys, retentionMs: durationMs(env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION'), clock }),
     health: createHealthStore({ redis, keys }),
     queues,

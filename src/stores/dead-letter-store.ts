@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import { type DeadLetter, DeadLetterSchema, type DeadLetterStatus, type DeadLetterSummary } from '../domain/dead-letter.js';
+import type { ChainableCommander, Redis } from 'ioredis';
+import { type DeadLetter, DeadLetterSchema, routingStage, type DeadLetterStatus, type DeadLetterSummary } from '../domain/dead-letter.js';
 import type { RedisKeys } from './redis-keys.js';
 
 export interface DeadLetterQuery {
@@ -11,9 +11,17 @@ export interface DeadLetterQuery {
   readonly limit?: number | undefined;
 }
 
+export type NewDeadLetter = Omit<DeadLetter, 'status' | 'createdAt' | 'id'> & { key: string };
+
 export interface DeadLetterStore {
-  /** Idempotent: the same batch dead-lettered twice (a crash before the ack) keeps one record. */
-  record(letter: Omit<DeadLetter, 'status' | 'createdAt' | 'id'> & { key: string }): Promise<DeadLetter>;
+  /**
+   * Queues the record's writes on `multi` (with its count in `ledgerHash`), so a dead letter is
+   * written together with the job update that removes its impressions from the job. Idempotent:
+   * the same batch dead-lettered twice keeps one record and is counted once.
+   */
+  recordIn(multi: ChainableCommander, letter: NewDeadLetter): DeadLetter;
+  /** recordIn on a transaction of its own. */
+  record(letter: NewDeadLetter): Promise<DeadLetter>;
   get(id: string): Promise<DeadLetter | undefined>;
   /** Full records, impressions included; for a few (tests, one destination's recent failures). */
   list(query: DeadLetterQuery): Promise<DeadLetter[]>;
@@ -22,21 +30,40 @@ export interface DeadLetterStore {
   /** Only the ids, newest first: replay and purge walk them one at a time. */
   listIds(query: DeadLetterQuery): Promise<string[]>;
   exists(id: string): Promise<boolean>;
-  /** Marks a pending dead letter replayed; false when it was not pending (already replayed, or gone). */
-  markReplayed(id: string, at: number): Promise<boolean>;
+  /**
+   * Queues on `multi`: mark a pending dead letter replayed and count its impressions as replayed
+   * (nothing when it is no longer pending). Its result in the EXEC is 1 or 0.
+   */
+  markReplayedIn(multi: ChainableCommander, letter: DeadLetter, at: number): void;
   remove(ids: readonly string[]): Promise<number>;
   /** Drops records older than the retention; returns how many. */
   trim(now: number): Promise<number>;
 }
 
 // One hash per dead letter: `record` (JSON, impressions included) and `summary` (JSON, without
-// them) never change; `status` and `replayedAt` do, atomically.
+// them) never change; `status` and `replayedAt` do, atomically. Each script counts in the ledger
+// only when it changed something, so re-running it counts nothing twice.
 const markReplayedScript = `
 if redis.call('HGET', KEYS[1], 'status') == 'pending' then
   redis.call('HSET', KEYS[1], 'status', 'replayed', 'replayedAt', ARGV[1])
+  redis.call('HINCRBY', KEYS[2], 'replayed', ARGV[2])
   return 1
 end
 return 0`;
+
+const recordScript = `
+if redis.call('HSETNX', KEYS[1], 'record', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'summary', ARGV[2], 'destinationId', ARGV[3], 'status', 'pending')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[6])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[6])
+redis.call('HINCRBY', KEYS[4], 'deadLettered', ARGV[7])
+return 1`;
+
+type ScriptCommands = {
+  flagstreamRecordDeadLetter(...args: (string | number)[]): ChainableCommander;
+  flagstreamMarkReplayed(...args: (string | number)[]): ChainableCommander;
+};
 
 export function deadLetterId(key: string): string {
   return `dl_${createHash('sha256').update(key).digest('base64url').slice(0, 22)}`;
@@ -45,6 +72,12 @@ export function deadLetterId(key: string): string {
 export function createDeadLetterStore(deps: { redis: Redis; keys: RedisKeys; retentionMs: number; clock?: () => number }): DeadLetterStore {
   const { redis, keys, retentionMs } = deps;
   const clock = deps.clock ?? Date.now;
+  // Defined on the connection, so they run inside any MULTI made from it (BullMQ's included).
+  redis.defineCommand('flagstreamRecordDeadLetter', { numberOfKeys: 4, lua: recordScript });
+  redis.defineCommand('flagstreamMarkReplayed', { numberOfKeys: 2, lua: markReplayedScript });
+  // Impressions that could not be routed count in their environment's ledger, the rest in their destination's.
+  const ledgerHashOf = (letter: Pick<DeadLetter, 'destinationId' | 'environmentId'>): string =>
+    letter.destinationId === routingStage ? keys.ledgerEnvironment(letter.environmentId) : keys.ledgerDestination(letter.destinationId);
 
   const decode = (id: string, hash: Record<string, string>): DeadLetter | undefined => {
     if (hash.record === undefined) return undefined;
@@ -85,22 +118,31 @@ export function createDeadLetterStore(deps: { redis: Redis; keys: RedisKeys; ret
   };
 
   return {
-    async record({ key, ...letter }) {
+    recordIn(multi, { key, ...letter }) {
       const id = deadLetterId(key);
       const createdAt = clock();
-      const itemKey = keys.deadLetter(id);
       const record = { ...letter, createdAt };
-      const pipeline = redis.pipeline();
       const { impressions, ...summary } = record;
-      pipeline.hsetnx(itemKey, 'record', JSON.stringify(record));
-      pipeline.hsetnx(itemKey, 'summary', JSON.stringify({ ...summary, impressionCount: impressions.length }));
-      pipeline.hsetnx(itemKey, 'destinationId', letter.destinationId);
-      pipeline.hsetnx(itemKey, 'status', 'pending');
-      pipeline.pexpire(itemKey, retentionMs);
-      pipeline.zadd(keys.deadLetterIndex, 'NX', createdAt, id);
-      pipeline.zadd(keys.deadLetterByDestination(letter.destinationId), 'NX', createdAt, id);
-      await pipeline.exec();
+      (multi as ChainableCommander & ScriptCommands).flagstreamRecordDeadLetter(
+        keys.deadLetter(id),
+        keys.deadLetterIndex,
+        keys.deadLetterByDestination(letter.destinationId),
+        ledgerHashOf(letter),
+        JSON.stringify(record),
+        JSON.stringify({ ...summary, impressionCount: impressions.length }),
+        letter.destinationId,
+        createdAt,
+        retentionMs,
+        id,
+        impressions.length,
+      );
       return { ...record, id, status: 'pending' };
+    },
+    async record(letter) {
+      const multi = redis.multi();
+      const recorded = this.recordIn(multi, letter);
+      await multi.exec();
+      return recorded;
     },
     async get(id) {
       const hash = await redis.hgetall(keys.deadLetter(id));
@@ -132,8 +174,8 @@ export function createDeadLetterStore(deps: { redis: Redis; keys: RedisKeys; ret
     async exists(id) {
       return (await redis.exists(keys.deadLetter(id))) === 1;
     },
-    async markReplayed(id, at) {
-      return (await redis.eval(markReplayedScript, 1, keys.deadLetter(id), String(at))) === 1;
+    markReplayedIn(multi, letter, at) {
+      (multi as ChainableCommander & ScriptCommands).flagstreamMarkReplayed(keys.deadLetter(letter.id), ledgerHashOf(letter), at, letter.impressions.length);
     },
     async remove(ids) {
       let removed = 0;

@@ -23,6 +23,13 @@ export function redisKeys(prefix: string) {
     stagingClaimed: (claimId: string) => `${prefix}:staging:claimed:${claimId}`,
     stagingClaimedIndex: `${prefix}:staging:claimed`,
     liveTailChannel: `${prefix}:tail`,
+    ledgerEnvironments: `${prefix}:ledger:environments`,
+    ledgerEnvironment: (environmentId: string) => `${prefix}:ledger:environment:${environmentId}`,
+    ledgerDestinations: `${prefix}:ledger:destinations`,
+    ledgerDestination: (destinationId: string) => `${prefix}:ledger:destination:${destinationId}`,
+    ledgerRoutingShares: (routingJobId: string) => `${prefix}:ledger:routing:${routingJobId}:shares`,
+    ledgerRoutingDone: (routingJobId: string) => `${prefix}:ledger:routing:${routingJobId}:done`,
+    ledgerOnce: (onceKey: string) => `${prefix}:ledger:once:${onceKey}`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -33,13 +33,20 @@ export interface StatsStore {
   counters(): Promise<Record<string, number>>;
 }
 
+const chunkSize = 1000;
+
+function* chunks<T>(values: readonly T[]): Generator<T[]> {
+  for (let start = 0; start < values.length; start += chunkSize) yield values.slice(start, start + chunkSize);
+}
+
 export function createStatsStore(deps: { redis: Redis; keys: RedisKeys }): StatsStore {
   const { redis, keys } = deps;
   return {
     async record(environmentId, traffic) {
       if (traffic.size === 0) return;
       const pipeline = redis.pipeline();
-      pipeline.sadd(keys.statsFlagsIndex(environmentId), ...traffic.keys());
+      // Every argument list is cut into bounded chunks: a request may carry 100 000+ keys.
+      for (const flags of chunks([...traffic.keys()])) pipeline.sadd(keys.statsFlagsIndex(environmentId), ...flags);
       for (const [flag, t] of traffic) {
         const hash = keys.statsFlag(environmentId, flag);
         let passed = 0;
@@ -50,7 +57,7 @@ export function createStatsStore(deps: { redis: Redis; keys: RedisKeys }): Stats
         if (passed > 0) pipeline.hincrby(hash, 'impressions', passed);
         for (const [reason, n] of t.dropped) pipeline.hincrby(hash, `dropped:${reason}`, n);
         if (t.counted > 0) pipeline.hincrby(hash, 'counted', t.counted);
-        if (t.keys.size > 0) pipeline.pfadd(keys.statsFlagKeys(environmentId, flag), ...t.keys);
+        for (const part of chunks([...t.keys])) pipeline.pfadd(keys.statsFlagKeys(environmentId, flag), ...part);
       }
       await pipeline.exec();
     },

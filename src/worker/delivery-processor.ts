@@ -4,7 +4,10 @@ import type { ConnectorPlatform, RejectCode } from '../connectors/connector.js';
 import { deliverBatch, type RejectedItem } from '../delivery/deliver-batch.js';
 import type { Impression } from '../domain/impression.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { DeliveryJobData } from '../queues/queues.js';
+import type { DeadLetter } from '../domain/dead-letter.js';
+import { type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
+import type { Queue } from 'bullmq';
+import type { LedgerStore } from '../stores/ledger-store.js';
 import type { RuntimeDestination } from '../runtime/config-snapshot.js';
 import type { ConfigWatcher } from '../runtime/config-watcher.js';
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
@@ -26,6 +29,8 @@ export class RetryDeliveryError extends Error {
 export interface DeliveryProcessorDeps {
   readonly config: ConfigWatcher;
   readonly deadLetters: DeadLetterStore;
+  readonly ledger: LedgerStore;
+  readonly queue: Queue<DeliveryJobData>;
   readonly health: HealthStore;
   readonly rateLimiter: RateLimiter;
   readonly platform: ConnectorPlatform;
@@ -39,6 +44,19 @@ export interface DeliveryProcessorDeps {
   readonly quickRetryMinDelayMs: number;
   /** Aborts requests in flight on shutdown. */
   readonly shutdownSignal: AbortSignal;
+  /** Crashes of its worker a job may cause beyond its failed attempts before it is dead-lettered. */
+  readonly maxJobCrashes: number;
+}
+
+type DeadLetterCode = DeadLetter['reason'];
+
+/** What one attempt settled, written in one transaction (see `settle`). */
+interface Settlement {
+  readonly delivered: number;
+  readonly skipped: number;
+  readonly deadLetters: readonly { readonly items: readonly Impression[]; readonly code: DeadLetterCode; readonly error: { readonly message: string; readonly status?: number | undefined } }[];
+  /** What stays in the job for a later attempt. */
+  readonly remaining: readonly Impression[];
 }
 
 export interface DeliverySummary {
@@ -80,52 +98,76 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     throw new DelayedError();
   };
 
-  const deadLetter = async (job: Job<DeliveryJobData>, items: readonly Impression[], code: RejectCode, error: { message: string; status?: number | undefined }): Promise<number> => {
-    if (items.length === 0) return 0;
-    const { destinationId, environmentId } = job.data;
+  /**
+   * Writes an attempt's result at once: its dead letters, its ledger counts and the job's data
+   * cut down to what is still pending. A crash before this changes nothing (the attempt is re-run
+   * on the same items); after it, a re-run sees only the pending items, so nothing is counted or
+   * dead-lettered twice and nothing delivered is sent again.
+   */
+  const settle = async (job: Job<DeliveryJobData>, result: Settlement): Promise<number> => {
+    const { destinationId, environmentId, items } = job.data;
+    const deadLettered = result.deadLetters.reduce((sum, letter) => sum + letter.items.length, 0);
+    if (result.remaining.length === items.length && deadLettered === 0 && result.delivered === 0 && result.skipped === 0) return 0;
     const now = deps.clock();
-    await deps.deadLetters.record({
-      // Same job and same impressions → same record, so a crash before the ack writes it once.
-      key: `${job.id ?? ''}:${code}:${items.map((i) => i.id).join(',')}`,
-      destinationId,
-      environmentId,
-      connectorType: deps.config.current().destinations.get(destinationId)?.destination.type ?? 'unknown',
-      reason: code,
-      error: { message: error.message, ...(error.status === undefined ? {} : { status: error.status }) },
-      impressions: [...items],
-      attempts: job.attemptsMade + 1,
-      // The job is created when its batch is first ready to send (BullMQ resets processedOn on every attempt).
-      firstAttemptAt: job.timestamp,
-      lastAttemptAt: now,
-    });
-    deps.metrics.deadLetters.inc({ destination: destinationId, reason: code }, items.length);
-    deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'dead_lettered' }, items.length);
-    deps.logger.warn({ destinationId, reason: code, count: items.length, error: error.message, status: error.status }, 'impressions dead-lettered');
-    return items.length;
+    const multi = await queueTransaction(deps.queue);
+    for (const letter of result.deadLetters) {
+      if (letter.items.length === 0) continue;
+      deps.deadLetters.recordIn(multi, {
+        // Same job and same impressions → same record.
+        key: `${job.id ?? ''}:${letter.code}:${letter.items.map((i) => i.id).join(',')}`,
+        destinationId,
+        environmentId,
+        connectorType: deps.config.current().destinations.get(destinationId)?.destination.type ?? 'unknown',
+        reason: letter.code,
+        error: { message: letter.error.message, ...(letter.error.status === undefined ? {} : { status: letter.error.status }) },
+        impressions: [...letter.items],
+        attempts: job.attemptsMade + 1,
+        // The job is created when its batch is first ready to send (BullMQ resets processedOn on every attempt).
+        firstAttemptAt: job.timestamp,
+        lastAttemptAt: now,
+      });
+    }
+    deps.ledger.countSettled(multi, destinationId, environmentId, result.delivered, result.skipped);
+    const data: DeliveryJobData = { ...job.data, items: [...result.remaining] };
+    multi.hset(deps.queue.toKey(job.id ?? ''), { data: JSON.stringify(data) });
+    await execAll(multi);
+    job.data = data;
+    for (const letter of result.deadLetters) {
+      if (letter.items.length === 0) continue;
+      deps.metrics.deadLetters.inc({ destination: destinationId, reason: letter.code }, letter.items.length);
+      deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'dead_lettered' }, letter.items.length);
+      deps.logger.warn({ destinationId, reason: letter.code, count: letter.items.length, error: letter.error.message, status: letter.error.status }, 'impressions dead-lettered');
+    }
+    return deadLettered;
   };
 
-  const deadLetterRejected = async (job: Job<DeliveryJobData>, rejected: readonly RejectedItem[]): Promise<number> => {
-    const groups = new Map<string, RejectedItem[]>();
+  const deadLetterAll = async (job: Job<DeliveryJobData>, code: DeadLetterCode, message: string): Promise<DeliverySummary> => {
+    const deadLettered = await settle(job, { delivered: 0, skipped: 0, deadLetters: [{ items: job.data.items, code, error: { message } }], remaining: [] });
+    return { delivered: 0, skipped: 0, deadLettered };
+  };
+
+  const groupRejected = (rejected: readonly RejectedItem[]): Settlement['deadLetters'] => {
+    const groups = new Map<string, { items: Impression[]; code: RejectCode; error: { message: string; status?: number | undefined } }>();
     for (const r of rejected) {
       const group = `${r.code}\u0000${r.status ?? ''}\u0000${r.reason}`;
-      groups.set(group, [...(groups.get(group) ?? []), r]);
+      const existing = groups.get(group);
+      if (existing === undefined) groups.set(group, { items: [r.item], code: r.code, error: { message: r.reason, status: r.status } });
+      else existing.items.push(r.item);
     }
-    let count = 0;
-    for (const group of groups.values()) {
-      const first = group[0] as RejectedItem;
-      count += await deadLetter(job, group.map((r) => r.item), first.code, { message: first.reason, status: first.status });
-    }
-    return count;
+    return [...groups.values()];
   };
 
   const processJob = async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
     const { destinationId, items } = job.data;
     const now = deps.clock();
-    const destination = deps.config.current().destinations.get(destinationId);
-    if (destination === undefined) {
-      const dead = await deadLetter(job, items, 'destination_deleted', { message: `destination "${destinationId}" no longer exists` });
-      return { delivered: 0, skipped: 0, deadLettered: dead };
+    // A job that keeps killing its worker (each crash leaves it stalled, without a failed attempt)
+    // must end too: past its budget it is dead-lettered before it can crash anything again.
+    if (job.stalledCounter > deps.maxJobCrashes + job.attemptsMade) {
+      return deadLetterAll(job, 'worker_crashed', `the job was in progress when its worker stopped ${job.stalledCounter} times`);
     }
+    if (items.length === 0) return { delivered: 0, skipped: 0, deadLettered: 0 };
+    const destination = deps.config.current().destinations.get(destinationId);
+    if (destination === undefined) return deadLetterAll(job, 'destination_deleted', `destination "${destinationId}" no longer exists`);
     const policy = destination.destination.delivery;
 
     // Work for a disabled or paused destination waits; it is never dropped. Resume and enable
@@ -152,9 +194,9 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     }
 
     if (!(await slots.acquire(destinationId, concurrency))) return delay(job, token, jitter(200, 1));
-    let settlement;
+    let attempt;
     try {
-      settlement = await deliverBatch(
+      attempt = await deliverBatch(
         items,
         {
           destinationId,
@@ -180,40 +222,49 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
       slots.release(destinationId);
     }
 
-    deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'delivered' }, settlement.delivered);
-    if (settlement.skipped > 0) deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'skipped' }, settlement.skipped);
-    let deadLettered = await deadLetterRejected(job, settlement.rejected);
-    const summary = () => ({ delivered: settlement.delivered, skipped: settlement.skipped, deadLettered });
+    deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'delivered' }, attempt.delivered);
+    if (attempt.skipped > 0) deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'skipped' }, attempt.skipped);
+    const settled = { delivered: attempt.delivered, skipped: attempt.skipped };
+    const rejected = groupRejected(attempt.rejected);
+    const summary = (deadLettered: number) => ({ ...settled, deadLettered });
 
-    if (settlement.pending.length === 0) {
-      if (settlement.delivered > 0 || settlement.requests > 0) await deps.health.recordSuccess(destinationId, deps.clock());
-      return summary();
+    if (attempt.pending.length === 0) {
+      const deadLettered = await settle(job, { ...settled, deadLetters: rejected, remaining: [] });
+      if (attempt.delivered > 0 || attempt.requests > 0) await deps.health.recordSuccess(destinationId, deps.clock());
+      return summary(deadLettered);
     }
 
-    const failure = settlement.lastFailure ?? { reason: 'unknown failure' };
+    if (deps.shutdownSignal.aborted) {
+      // Cut short by our own shutdown: not the destination's failure, and no attempt is used.
+      const deadLettered = await settle(job, { ...settled, deadLetters: rejected, remaining: attempt.pending });
+      deps.logger.info({ destinationId, pending: attempt.pending.length, deadLettered }, 'delivery interrupted by shutdown; handed back to the queue');
+      return delay(job, token, 1_000);
+    }
+
+    const failure = attempt.lastFailure ?? { reason: 'unknown failure' };
     // Being throttled is the destination pacing us, not failing: it does not trip the breaker.
-    if (!settlement.throttled) await deps.health.recordFailure(destinationId, deps.clock(), failure.reason, policy.circuitBreakerThreshold, policy.circuitBreakerCooldown);
-    deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'retried' }, settlement.pending.length);
+    if (!attempt.throttled) await deps.health.recordFailure(destinationId, deps.clock(), failure.reason, policy.circuitBreakerThreshold, policy.circuitBreakerCooldown);
+    deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'retried' }, attempt.pending.length);
 
     const age = deps.clock() - job.timestamp;
     if (age >= deps.maxDeliveryAgeMs) {
-      deadLettered += await deadLetter(job, settlement.pending, 'max_age_exceeded', { message: `still failing after ${Math.round(age / 1000)} s: ${failure.reason}`, status: failure.status });
-      return summary();
+      const expired = { items: attempt.pending, code: 'max_age_exceeded' as const, error: { message: `still failing after ${Math.round(age / 1000)} s: ${failure.reason}`, status: failure.status } };
+      return summary(await settle(job, { ...settled, deadLetters: [...rejected, expired], remaining: [] }));
     }
     const isLastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    if (isLastAttempt && !settlement.throttled) {
-      deadLettered += await deadLetter(job, settlement.pending, 'retries_exhausted', { message: failure.reason, status: failure.status });
-      return summary();
+    if (isLastAttempt && !attempt.throttled) {
+      const exhausted = { items: attempt.pending, code: 'retries_exhausted' as const, error: { message: failure.reason, status: failure.status } };
+      return summary(await settle(job, { ...settled, deadLetters: [...rejected, exhausted], remaining: [] }));
     }
 
     // Only what is still pending is retried: delivered impressions are never sent twice.
-    if (settlement.pending.length !== items.length) await job.updateData({ ...job.data, items: settlement.pending });
-    if (settlement.throttled) {
+    await settle(job, { ...settled, deadLetters: rejected, remaining: attempt.pending });
+    if (attempt.throttled) {
       // Throttling is the destination asking us to slow down, not a failure: no attempt is consumed.
-      const wait = settlement.retryAfterMs ?? jitter(policy.retrySchedule[Math.min(job.attemptsMade, policy.retrySchedule.length - 1)] ?? 5_000);
+      const wait = attempt.retryAfterMs ?? jitter(policy.retrySchedule[Math.min(job.attemptsMade, policy.retrySchedule.length - 1)] ?? 5_000);
       return delay(job, token, wait);
     }
-    throw new RetryDeliveryError(failure.reason, settlement.retryAfterMs);
+    throw new RetryDeliveryError(failure.reason, attempt.retryAfterMs);
   };
 
   return async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
@@ -225,9 +276,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
       if (error instanceof DelayedError || job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw error;
       const message = error instanceof Error ? error.message : String(error);
       deps.logger.error({ err: error, destinationId: job.data.destinationId, jobId: job.id }, 'delivery failed unexpectedly on its last attempt');
-      const code = error instanceof RetryDeliveryError ? 'retries_exhausted' : 'internal_error';
-      const deadLettered = await deadLetter(job, job.data.items, code, { message });
-      return { delivered: 0, skipped: 0, deadLettered };
+      return deadLetterAll(job, error instanceof RetryDeliveryError ? 'retries_exhausted' : 'internal_error', message);
     }
   };
 }

@@ -1,37 +1,101 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
+import { routingStage } from '../domain/dead-letter.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { IngestJobData } from '../queues/queues.js';
 import type { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { routeImpressions } from '../routing/route-impressions.js';
 import type { ConfigWatcher } from '../runtime/config-watcher.js';
+import type { DeadLetterStore } from '../stores/dead-letter-store.js';
+import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StatsStore } from '../stores/stats-store.js';
 
 export interface RouteSummary {
   readonly routed: number;
   readonly dropped: number;
   readonly destinations: number;
+  readonly deadLettered?: number;
 }
 
-/** BullMQ adapter of the routing stage: route, hand each destination its share, record traffic. */
-export function createRouteProcessor(deps: { config: ConfigWatcher; batcher: DeliveryBatcher; stats: StatsStore; metrics: Metrics; logger: Logger }) {
-  return async (job: Job<IngestJobData>): Promise<RouteSummary> => {
+export interface RouteProcessorDeps {
+  readonly config: ConfigWatcher;
+  readonly batcher: DeliveryBatcher;
+  readonly stats: StatsStore;
+  readonly ledger: LedgerStore;
+  readonly deadLetters: DeadLetterStore;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  /** Crashes of its worker a job may cause beyond its failed attempts before it is dead-lettered. */
+  readonly maxJobCrashes: number;
+}
+
+/**
+ * BullMQ adapter of the routing stage: route, hand each destination its share, record traffic.
+ * Idempotent across its own retries: a destination whose share of this job is already durable
+ * (marked in the same transaction that wrote it) is skipped, and the job's counts and traffic
+ * are recorded once. A job that keeps failing or crashing its worker ends as a dead letter of
+ * the `@routing` stage, which a replay routes again.
+ */
+export function createRouteProcessor(deps: RouteProcessorDeps) {
+  const deadLetter = async (job: Job<IngestJobData>, reason: 'worker_crashed' | 'internal_error', message: string): Promise<RouteSummary> => {
     const { environmentId, impressions } = job.data;
+    const now = deps.clock();
+    await deps.deadLetters.record({
+      key: `routing:${job.id ?? ''}:${reason}`,
+      destinationId: routingStage,
+      environmentId,
+      connectorType: 'routing',
+      reason,
+      error: { message },
+      impressions,
+      attempts: job.attemptsMade + 1,
+      firstAttemptAt: job.timestamp,
+      lastAttemptAt: now,
+    });
+    deps.metrics.deadLetters.inc({ destination: routingStage, reason }, impressions.length);
+    deps.logger.error({ environmentId, jobId: job.id, reason, count: impressions.length, error: message }, 'impressions could not be routed; dead-lettered for replay');
+    return { routed: 0, dropped: 0, destinations: 0, deadLettered: impressions.length };
+  };
+
+  const route = async (job: Job<IngestJobData>): Promise<RouteSummary> => {
+    const { environmentId, impressions } = job.data;
+    const jobId = job.id ?? '';
     const environment = deps.config.current().environments.get(environmentId);
     if (environment === undefined) {
       // The environment was deleted after the impressions were accepted.
-      deps.metrics.impressionsDropped.inc({ reason: 'unknown_environment' }, impressions.length);
-      deps.logger.warn({ environmentId, count: impressions.length }, 'impressions of a deleted environment dropped');
+      if (await deps.ledger.recordRouting(jobId, environmentId, 0, new Map([['unknown_environment', impressions.length]]))) {
+        deps.metrics.impressionsDropped.inc({ reason: 'unknown_environment' }, impressions.length);
+        deps.logger.warn({ environmentId, count: impressions.length }, 'impressions of a deleted environment dropped');
+      }
       return { routed: 0, dropped: impressions.length, destinations: 0 };
     }
     const result = routeImpressions(environment, impressions);
-    await Promise.all([deps.batcher.addAll(result.byDestination), deps.stats.record(environmentId, result.traffic)]);
+    const written = await deps.ledger.sharesWritten(jobId);
+    const shares = [...result.byDestination].filter(([destination]) => !written.has(destination.destination.id));
+    await deps.batcher.addAll(shares, jobId);
+    // Once per job: a crash in the middle loses this job's traffic stats, never its impressions.
+    await deps.ledger.once(`stats:${jobId}`, () => deps.stats.record(environmentId, result.traffic));
     let dropped = 0;
-    for (const [reason, count] of result.dropped) {
-      deps.metrics.impressionsDropped.inc({ reason }, count);
-      dropped += count;
+    for (const count of result.dropped.values()) dropped += count;
+    if (await deps.ledger.recordRouting(jobId, environmentId, result.routed, result.dropped)) {
+      for (const [reason, count] of result.dropped) deps.metrics.impressionsDropped.inc({ reason }, count);
+      deps.metrics.impressionsRouted.inc(result.routed);
     }
-    deps.metrics.impressionsRouted.inc(result.routed);
     return { routed: result.routed, dropped, destinations: result.byDestination.size };
+  };
+
+  return async (job: Job<IngestJobData>): Promise<RouteSummary> => {
+    if (job.stalledCounter > deps.maxJobCrashes + job.attemptsMade) {
+      return deadLetter(job, 'worker_crashed', `the job was in progress when its worker stopped ${job.stalledCounter} times`);
+    }
+    try {
+      return await route(job);
+    } catch (error) {
+      // Routing fails only on Redis trouble or a bug: retried, and on the last attempt kept as a
+      // dead letter instead of being left in BullMQ's failed set.
+      if (job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw error;
+      return deadLetter(job, 'internal_error', error instanceof Error ? error.message : String(error));
+    }
   };
 }

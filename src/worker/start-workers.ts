@@ -7,6 +7,7 @@ import { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { StagingBuffer } from '../routing/staging-buffer.js';
 import { type AppContext, durationMs } from '../runtime/app-context.js';
 import { createDeliveryBackoff, createDeliveryProcessor } from './delivery-processor.js';
+import { sweepFailedJobs } from './failed-job-sweeper.js';
 import { createRouteProcessor } from './route-processor.js';
 
 export interface WorkerOptions {
@@ -15,6 +16,8 @@ export interface WorkerOptions {
   readonly random?: () => number;
   /** How often the staging buffer looks for due batches. */
   readonly stagingIntervalMs?: number;
+  /** How long close() lets requests in flight finish before aborting them (they go back to the queue). */
+  readonly shutdownGraceMs?: number;
 }
 
 export interface RunningWorkers {
@@ -38,12 +41,25 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   const staging = new StagingBuffer({ redis, keys, queue: ctx.queues.delivery, config: () => ctx.config.current(), logger: ctx.logger, clock: ctx.clock });
   staging.start(options.stagingIntervalMs ?? 1000);
   // A job whose worker died is taken over once its lock lapses (checked at the same interval).
-  const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS };
-  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
+  // BullMQ would fail a job stalled more than maxStalledCount times over its whole life (days of
+  // retries), silently; the processors apply their own crash budget instead (FLAGSTREAM_MAX_JOB_CRASHES),
+  // relative to the job's failed attempts, and dead-letter past it.
+  const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS, maxStalledCount: 1_000_000 };
+  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, ledger: ctx.ledger, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
 
   const routing = new Worker<IngestJobData>(
     ingestQueueName,
-    createRouteProcessor({ config: ctx.config, batcher, stats: ctx.stats, metrics: ctx.metrics, logger: ctx.logger }),
+    createRouteProcessor({
+      config: ctx.config,
+      batcher,
+      stats: ctx.stats,
+      ledger: ctx.ledger,
+      deadLetters: ctx.deadLetters,
+      metrics: ctx.metrics,
+      logger: ctx.logger,
+      clock: ctx.clock,
+      maxJobCrashes: env.FLAGSTREAM_MAX_JOB_CRASHES,
+    }),
     { connection: redis, prefix: keys.bullPrefix, concurrency: env.FLAGSTREAM_ROUTING_CONCURRENCY, ...locking },
   );
   const delivery = new Worker<DeliveryJobData>(
@@ -51,6 +67,8 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     createDeliveryProcessor({
       config: ctx.config,
       deadLetters: ctx.deadLetters,
+      ledger: ctx.ledger,
+      queue: ctx.queues.delivery,
       health: ctx.health,
       rateLimiter: createRateLimiter({ redis, keys }),
       platform: { http: transport },
@@ -62,6 +80,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       quickRetries: options.quickRetries ?? 2,
       quickRetryMinDelayMs: options.quickRetryMinDelayMs ?? 200,
       shutdownSignal: shutdown.signal,
+      maxJobCrashes: env.FLAGSTREAM_MAX_JOB_CRASHES,
     }),
     {
       connection: redis,
@@ -92,6 +111,12 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     ctx.deadLetters.trim(ctx.clock()).catch((error: unknown) => ctx.logger.warn({ err: error }, 'dead letter trim failed'));
   }, 3_600_000);
   trim.unref();
+  const sweepFailed = () => {
+    sweepFailedJobs({ queues: ctx.queues, deadLetters: ctx.deadLetters, logger: ctx.logger, clock: ctx.clock }).catch((error: unknown) => ctx.logger.warn({ err: error }, 'failed-job sweep failed; will retry'));
+  };
+  sweepFailed();
+  const sweep = setInterval(sweepFailed, 60_000);
+  sweep.unref();
 
   return {
     routing,
@@ -99,13 +124,14 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     staging,
     async close() {
       clearInterval(trim);
+      clearInterval(sweep);
       stopWatching();
       await staging.stop();
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
       await routing.close();
       await batcher.drain();
       const closing = delivery.close();
-      const force = setTimeout(() => shutdown.abort(), 10_000);
+      const force = setTimeout(() => shutdown.abort(), options.shutdownGraceMs ?? 10_000);
       await closing;
       clearTimeout(force);
       transport.close();

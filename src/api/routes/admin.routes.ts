@@ -8,11 +8,13 @@ import type { DeliveryJobData } from '../../queues/queues.js';
 import { DeadLetterSchema } from '../../domain/dead-letter.js';
 import { AppError } from '../../domain/errors.js';
 import type { StatsStore } from '../../stores/stats-store.js';
+import type { LedgerService } from '../../admin/ledger-service.js';
 
 export interface AdminRouteDeps {
   readonly adminToken: string | undefined;
   readonly configService: ConfigService;
   readonly stats: StatsStore;
+  readonly ledger: LedgerService;
   readonly deadLetters: DeadLettersService;
   readonly destinationHealth: DestinationHealthService;
   readonly deliveryQueue: Queue<DeliveryJobData>;
@@ -93,6 +95,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       admin.delete('/environments/:environmentId', async (request, reply) => {
         await config.deleteEnvironment((request.params as Params).environmentId ?? '');
         return reply.status(204).send();
+      });
+      admin.get('/ledger', async (request) => {
+        const { environment } = request.query as Record<string, string | undefined>;
+        return deps.ledger.report({ environmentId: environment });
       });
       admin.get('/environments/:environmentId/stats', async (request) => {
         const environmentId = (request.params as Params).environmentId ?? '';

@@ -18,7 +18,7 @@ async function withService<T>(run: (service: ReturnType<typeof createDeadLetters
   const session = await openSession({ serving: false, logLevel: 'warn' });
   try {
     const { ctx } = session;
-    const service = createDeadLettersService({ store: ctx.deadLetters, deliveryQueue: ctx.queues.delivery, config: () => ctx.config.current(), clock: ctx.clock });
+    const service = createDeadLettersService({ store: ctx.deadLetters, queues: ctx.queues, config: () => ctx.config.current(), clock: ctx.clock });
     return await run(service, ctx.clock());
   } finally {
     await session.close();

@@ -1,0 +1,35 @@
+import { createLedgerService } from '../../admin/ledger-service.js';
+import { openSession } from '../connect.js';
+import { printJson, printTable } from '../output.js';
+
+/** `flagstream ledger [--environment ID] [--json]`: where every accepted impression went. */
+export async function ledgerCommand(options: { json?: boolean; environment?: string }): Promise<void> {
+  const session = await openSession({ serving: false, logLevel: 'warn' });
+  try {
+    const { ctx } = session;
+    const report = await createLedgerService({ redis: ctx.redis, keys: ctx.keys, ledger: ctx.ledger, queues: ctx.queues }).report({ environmentId: options.environment });
+    if (options.json) return printJson(report);
+    const rows: Record<string, unknown>[] = [];
+    for (const environment of report.environments) {
+      const dropped = Object.entries(environment.dropped).map(([reason, n]) => `${reason}=${n}`).join(' ');
+      rows.push({
+        where: environment.environmentId,
+        in: `received ${environment.received}${environment.replayed > 0 ? ` + replayed ${environment.replayed}` : ''}`,
+        out: `routed ${environment.routed}, dropped ${dropped || 0}, dead-lettered ${environment.deadLettered}, pending ${environment.pending}`,
+        difference: environment.difference,
+      });
+      for (const d of environment.destinations) {
+        rows.push({
+          where: `  → ${d.destinationId}`,
+          in: `routed ${d.routed}${d.replayed > 0 ? ` + replayed ${d.replayed}` : ''}`,
+          out: `delivered ${d.delivered}, skipped ${d.skipped}, dead-lettered ${d.deadLettered}, pending ${d.pending}`,
+          difference: d.difference,
+        });
+      }
+    }
+    printTable(rows, ['where', 'in', 'out', 'difference']);
+    console.log(report.balanced ? 'balanced' : 'NOT balanced: a difference other than 0 while nothing is pending means impressions were lost or duplicated');
+  } finally {
+    await session.close();
+  }
+}
