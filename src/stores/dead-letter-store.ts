@@ -96,23 +96,30 @@ export function createDeadLetterStore(deps: { redis: Redis; keys: RedisKeys; ret
    */
   const scan = async <T>(query: DeadLetterQuery, fields: readonly string[], pick: (id: string, values: (string | null)[]) => T | undefined): Promise<T[]> => {
     const index = query.destinationId === undefined ? keys.deadLetterIndex : keys.deadLetterByDestination(query.destinationId);
-    const ids = await redis.zrevrangebyscore(index, query.until ?? '+inf', query.since ?? '-inf');
     const statusAt = fields.indexOf('status');
     const found: T[] = [];
     const limit = query.limit ?? Number.POSITIVE_INFINITY;
-    for (let start = 0; start < ids.length && found.length < limit; start += 500) {
-      const page = ids.slice(start, start + 500);
+    // Pages of ids, newest first: an outage's worth of dead letters is never read at once. Dead
+    // letters arriving meanwhile shift a page down (an id read twice, harmless), never skip one.
+    const until = query.until === undefined ? '+inf' : String(query.until);
+    const since = query.since === undefined ? '-inf' : String(query.since);
+    for (let offset = 0; found.length < limit; ) {
+      const ids = await redis.zrevrangebyscore(index, until, since, 'LIMIT', offset, 500);
+      if (ids.length === 0) break;
       const pipeline = redis.pipeline();
-      for (const id of page) pipeline.hmget(keys.deadLetter(id), ...fields);
+      for (const id of ids) pipeline.hmget(keys.deadLetter(id), ...fields);
       const results = (await pipeline.exec()) ?? [];
       const expired: string[] = [];
-      page.forEach((id, position) => {
+      ids.forEach((id, position) => {
         const values = (results[position]?.[1] ?? []) as (string | null)[];
         const picked = values[statusAt] === null ? undefined : pick(id, values);
         if (picked === undefined) expired.push(id);
         else if ((query.status === undefined || (values[statusAt] ?? 'pending') === query.status) && found.length < limit) found.push(picked);
       });
+      // Expired entries leave the index, so the next page starts after the ones kept.
       if (expired.length > 0) await redis.zrem(index, ...expired);
+      offset += ids.length - expired.length;
+      if (ids.length < 500) break;
     }
     return found;
   };
@@ -200,8 +207,14 @@ export function createDeadLetterStore(deps: { redis: Redis; keys: RedisKeys; ret
     },
     async trim(now) {
       const cutoff = now - retentionMs;
-      const old = await redis.zrangebyscore(keys.deadLetterIndex, '-inf', cutoff);
-      return old.length === 0 ? 0 : this.remove(old);
+      let removed = 0;
+      for (;;) {
+        // Removing shrinks the range: always read its first page.
+        const old = await redis.zrangebyscore(keys.deadLetterIndex, '-inf', cutoff, 'LIMIT', 0, 500);
+        if (old.length === 0) return removed;
+        removed += await this.remove(old);
+        if (old.length < 500) return removed;
+      }
     },
   };
 }
