@@ -44,6 +44,10 @@ export interface EncodedRequest<Req> {
 }
 
 export interface EncodeResult<Req> {
+  /**
+   * An impression is normally in one request. Where the vendor needs several calls for it (Heap's
+   * event and user properties), it may be in several: it is delivered only when all of them are.
+   */
   readonly requests: readonly EncodedRequest<Req>[];
   /** Impressions the destination can never accept: dead-lettered at once. */
   readonly rejected: readonly { readonly itemId: string; readonly code: RejectCode; readonly reason: string }[];
@@ -123,6 +127,11 @@ export interface Connector<Settings = unknown, Req = HttpRequestSpec, Res = Http
   send(client: Client, request: Req, signal: AbortSignal): Promise<Res>;
   /** Pure: what the destination's answer means. */
   classify(result: SendResult<Res>, sent: EncodedRequest<Req>): DeliveryOutcome;
+  /**
+   * For `destinations test`, where the vendor has a validation-only endpoint: the request to send
+   * instead of `request`, which stores nothing. Its answer goes through `classify` as usual.
+   */
+  toTestRequest?(request: EncodedRequest<Req>, settings: Settings): EncodedRequest<Req>;
   /** Release sockets or SDK resources when the destination is reconfigured or removed. */
   closeClient?(client: Client): Promise<void>;
 }

@@ -69,24 +69,18 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
   let lastFailure: BatchSettlement['lastFailure'];
   let requests = 0;
 
+  // An impression may travel in several requests (a vendor that needs two calls for it): it is
+  // settled once, at the end, by its worst outcome, so it is never counted twice.
+  const outcomes = new Map<string, ItemOutcome>();
   const settleItem = (id: string, outcome: ItemOutcome): void => {
-    const item = byId.get(id);
-    if (item === undefined) return;
-    switch (outcome.kind) {
-      case 'delivered':
-        delivered += 1;
-        return;
-      case 'rejected':
-        rejected.push({ item, code: outcome.code, reason: outcome.reason, status: outcome.status });
-        lastFailure = { reason: outcome.reason, status: outcome.status };
-        return;
-      case 'retry':
-      case 'throttled':
-        pending.push(item);
-        if (outcome.kind === 'throttled') throttled = true;
-        if (outcome.retryAfterMs !== undefined) retryAfterMs = Math.max(retryAfterMs ?? 0, outcome.retryAfterMs);
-        lastFailure = { reason: outcome.reason, status: outcome.status };
-    }
+    if (!byId.has(id)) return;
+    const previous = outcomes.get(id);
+    if (previous === undefined || severity[outcome.kind] > severity[previous.kind]) outcomes.set(id, outcome);
+    if (outcome.kind === 'delivered') return;
+    lastFailure = { reason: outcome.reason, status: outcome.status };
+    if (outcome.kind === 'rejected') return;
+    if (outcome.kind === 'throttled') throttled = true;
+    if (outcome.retryAfterMs !== undefined) retryAfterMs = Math.max(retryAfterMs ?? 0, outcome.retryAfterMs);
   };
 
   const encode = (chunk: readonly Impression[]): EncodedRequest<unknown>[] => {
@@ -188,8 +182,16 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
   for (let start = 0; start < items.length; start += chunkSize) requestsToSend.push(...encode(items.slice(start, start + chunkSize)));
   await runPool(requestsToSend, target.maxConcurrentRequests, deliverRequest);
 
+  for (const [id, outcome] of outcomes) {
+    const item = byId.get(id) as Impression;
+    if (outcome.kind === 'delivered') delivered += 1;
+    else if (outcome.kind === 'rejected') rejected.push({ item, code: outcome.code, reason: outcome.reason, status: outcome.status });
+    else pending.push(item);
+  }
   return { delivered, skipped, rejected, pending, retryAfterMs, throttled, lastFailure, requests };
 }
+
+const severity: Readonly<Record<ItemOutcome['kind'], number>> = { delivered: 0, retry: 1, throttled: 2, rejected: 3 };
 
 function toFailure(error: unknown, timeout: AbortSignal): TransportFailure {
   if (timeout.aborted) return new TransportFailure('ETIMEDOUT', 'request timed out');

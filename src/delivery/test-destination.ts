@@ -13,6 +13,8 @@ export interface DestinationTestReport {
   /** The vendor's answer as the connector received it (status and body for HTTP connectors). */
   readonly response: unknown;
   readonly durationMs: number;
+  /** Sent to the vendor's validation-only endpoint (the connector's `toTestRequest`): nothing was stored. */
+  readonly validationOnly: boolean;
 }
 
 /** A clearly marked impression: flag `flagstream_test_event`, key `flagstream-test`, property `flagstreamTest: true`. */
@@ -39,11 +41,12 @@ export async function testDestination(destination: RuntimeDestination, platform:
   const impression = testImpression(destination, now);
   const base = { destinationId: destination.destination.id, type: destination.destination.type, impression };
   const encoded = connector.encode([impression], destination.settings, { now, destinationId: destination.destination.id });
-  const request = encoded.requests[0] as EncodedRequest<unknown> | undefined;
-  if (request === undefined) {
+  const encodedRequest = encoded.requests[0] as EncodedRequest<unknown> | undefined;
+  if (encodedRequest === undefined) {
     const skipped = encoded.skipped[0];
-    return { ...base, outcome: skipped ? 'skipped' : 'rejected-before-sending', reason: skipped?.reason ?? encoded.rejected[0]?.reason, response: undefined, durationMs: 0 };
+    return { ...base, outcome: skipped ? 'skipped' : 'rejected-before-sending', reason: skipped?.reason ?? encoded.rejected[0]?.reason, response: undefined, durationMs: 0, validationOnly: false };
   }
+  const request = connector.toTestRequest?.(encodedRequest, destination.settings) ?? encodedRequest;
   const client = connector.createClient(destination.settings, platform);
   const started = performance.now();
   try {
@@ -57,7 +60,7 @@ export async function testDestination(destination: RuntimeDestination, platform:
       response = { error: `${failure.code}: ${failure.message}` };
       outcome = connector.classify({ ok: false, error: { code: failure.code, message: failure.message } }, request);
     }
-    return { ...base, outcome: outcome.kind, reason: 'reason' in outcome ? outcome.reason : undefined, response, durationMs: Math.round(performance.now() - started) };
+    return { ...base, outcome: outcome.kind, reason: 'reason' in outcome ? outcome.reason : undefined, response, durationMs: Math.round(performance.now() - started), validationOnly: request !== encodedRequest };
   } finally {
     await connector.closeClient?.(client);
   }

@@ -8,6 +8,8 @@ export interface ReceivedRequest {
   readonly url: string;
   readonly headers: http.IncomingHttpHeaders;
   readonly body: string;
+  /** The body's bytes as received (for compressed bodies). */
+  readonly raw: Buffer;
   readonly at: number;
 }
 
@@ -35,7 +37,8 @@ export class HttpReceiver {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        const request: ReceivedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+        const raw = Buffer.concat(chunks);
+        const request: ReceivedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: raw.toString('utf8'), raw, at: Date.now() };
         const index = this.requests.length;
         this.requests.push(request);
         const answer = this.respond(request, index);

@@ -45,7 +45,7 @@ export async function destinationsTest(id: string, options: { json?: boolean }):
     const report = await testDestination(destination, { http: transport }, session.ctx.clock());
     if (options.json) printJson(report);
     else {
-      process.stdout.write(`sent a test impression (flag ${report.impression.split}, key ${report.impression.key}, id ${report.impression.id}) to ${id} (${report.type})\n`);
+      process.stdout.write(`sent a test impression (flag ${report.impression.split}, key ${report.impression.key}, id ${report.impression.id}) to ${id} (${report.type})${report.validationOnly ? ', to its validation endpoint: nothing was stored' : ''}\n`);
       process.stdout.write(`outcome: ${report.outcome}${report.reason === undefined ? '' : ` (${report.reason})`} in ${report.durationMs} ms\n`);
       if (report.response !== undefined) process.stdout.write(`answer: ${JSON.stringify(report.response)}\n`);
     }
