@@ -21,5 +21,7 @@ export { classifyHttpResult, describeResponse, excerpt, parseRetryAfter } from '
 export { customProperties, defaultEventName, identityFor, identityMappingSchema, impressionEventProperties } from './connectors/impression-event.js';
 export { type Impression, ImpressionSchema } from './domain/impression.js';
 export { createWebhookVerifier, verifyWebhook, WebhookVerificationError, type WebhookHeaders } from './receiving/verify-webhook.js';
+// Client-side adapters (Split SDK impression listeners for BugSnag and Quantum Metric); also `flagstream/adapters`.
+export * from './adapters/index.js';
 // The same zod instance flagstream validates with, for plugin settings schemas.
 export { z } from 'zod';

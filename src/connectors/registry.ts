@@ -1,16 +1,29 @@
 import { AppError } from '../domain/errors.js';
 import type { AnyConnector } from './connector.js';
 import { amplitudeConnector } from './amplitude/amplitude-connector.js';
+import { fullstoryConnector } from './fullstory/fullstory-connector.js';
 import { googleAnalyticsConnector } from './google-analytics/google-analytics-connector.js';
 import { heapConnector } from './heap/heap-connector.js';
 import { mixpanelConnector } from './mixpanel/mixpanel-connector.js';
+import { mparticleConnector } from './mparticle/mparticle-connector.js';
 import { newRelicConnector } from './newrelic/newrelic-connector.js';
 import { s3Connector } from './s3/s3-connector.js';
 import { segmentConnector } from './segment/segment-connector.js';
 import { webhookConnector } from './webhook/webhook-connector.js';
 
 /** The built-in connectors, listed explicitly. Plugins are added at start (see load-plugins.ts). */
-export const builtInConnectors: readonly AnyConnector[] = [amplitudeConnector, mixpanelConnector, s3Connector, segmentConnector, webhookConnector, googleAnalyticsConnector, heapConnector, newRelicConnector];
+export const builtInConnectors: readonly AnyConnector[] = [
+  amplitudeConnector,
+  mixpanelConnector,
+  s3Connector,
+  segmentConnector,
+  webhookConnector,
+  googleAnalyticsConnector,
+  heapConnector,
+  newRelicConnector,
+  mparticleConnector,
+  fullstoryConnector,
+];
 
 export class ConnectorRegistry {
   private readonly byType = new Map<string, AnyConnector>();
