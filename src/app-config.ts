@@ -11,7 +11,7 @@ export const EnvSchema = z.object({
   ADMIN_TOKEN: z.string().min(1).optional().describe('Bearer token of /admin/v1; unset: the admin API answers 401'),
   FLAGSTREAM_CONFIG: z.string().optional().describe('YAML configuration applied at start'),
   FLAGSTREAM_ENCRYPTION_KEY: z.string().optional().describe('base64 of 32 bytes; encrypts secrets at rest'),
-  FLAGSTREAM_DESTINATION_ALLOWLIST: z.string().default('').describe('Hosts or CIDRs destinations may reach though private or loopback'),
+  FLAGSTREAM_DESTINATION_ALLOWLIST: z.string().default('').describe('Hosts, IPs or CIDRs destinations may reach though not public (private, loopback, reserved…)'),
   FLAGSTREAM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FLAGSTREAM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/).default('flagstream'),
   FLAGSTREAM_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024).describe('Largest ingest body, after decompression'),

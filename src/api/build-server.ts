@@ -30,7 +30,7 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
   registerJsonBody(app, maxBytes);
 
   const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
-  const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry });
+  const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;
     if (endpoint !== undefined && !endpoint.startsWith('/admin') && request.method === 'POST') {

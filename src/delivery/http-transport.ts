@@ -1,7 +1,8 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { HttpClient, HttpRequestSpec, HttpResponse } from '../connectors/connector.js';
 import type { DestinationGuard } from './destination-guard.js';
 
@@ -24,8 +25,15 @@ export class TransportFailure extends Error {
 
 /**
  * The one HTTP client of the delivery core: keep-alive agents, an AbortSignal for the core's
- * timeout, the destination guard applied to every resolved address, and response bodies capped
+ * timeout, the destination guard applied to every connection, and response bodies capped
  * to what classification and dead letters need. Built on node:http so nock intercepts it in tests.
+ *
+ * The guard runs on every new connection, after DNS: the agents' lookup refuses a name if any
+ * address it resolves to is refused (so nothing is connected to), a literal IP is judged before
+ * a request starts (Node does not call lookup for one), and each socket's actual peer is checked
+ * again on connect, before a byte of the request is written. Pooled keep-alive sockets are
+ * reused only for the host and port they were checked for. Redirects are never followed
+ * (node:http does not): a 3xx is the destination's answer, classified like any other.
  */
 export function createHttpTransport(options: HttpTransportOptions): HttpClient & { close(): void } {
   const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
@@ -42,9 +50,36 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
       callback(null, first.address, first.family);
     });
   };
+  /** The last word on every new socket: its real peer, whatever resolved it. */
+  const guardSocket = (socket: Duplex | null | undefined, host: string | null | undefined): void => {
+    if (!(socket instanceof Socket)) return;
+    socket.once('connect', () => {
+      try {
+        options.guard.check(host ?? '', socket.remoteAddress ?? '');
+      } catch (refusal) {
+        // Paused first: net would otherwise start reading the destroyed socket and report EINVAL instead.
+        socket.pause();
+        socket.destroy(refusal as Error);
+      }
+    });
+  };
   const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup };
-  const httpAgent = new http.Agent(agentOptions);
-  const httpsAgent = new https.Agent(agentOptions);
+  class GuardedHttpAgent extends http.Agent {
+    override createConnection(connectOptions: http.ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+      const socket = super.createConnection(connectOptions, callback);
+      guardSocket(socket, connectOptions.hostname ?? connectOptions.host);
+      return socket;
+    }
+  }
+  class GuardedHttpsAgent extends https.Agent {
+    override createConnection(connectOptions: https.RequestOptions, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+      const socket = super.createConnection(connectOptions, callback);
+      guardSocket(socket, connectOptions.hostname ?? connectOptions.host);
+      return socket;
+    }
+  }
+  const httpAgent = new GuardedHttpAgent(agentOptions);
+  const httpsAgent = new GuardedHttpsAgent(agentOptions);
 
   return {
     request(spec: HttpRequestSpec, signal: AbortSignal): Promise<HttpResponse> {
@@ -56,6 +91,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
           reject(new TransportFailure('INVALID_URL', `invalid URL ${spec.url}`));
           return;
         }
+        const fail = (error: unknown) => reject(toTransportFailure(error, signal));
         const hostname = url.hostname.replace(/^\[|\]$/g, '');
         if (isIP(hostname) !== 0) {
           try {
@@ -93,9 +129,9 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
               body: Buffer.concat(chunks).subarray(0, maxBodyExcerptBytes).toString('utf8'),
             });
           });
-          response.on('error', (error) => reject(toTransportFailure(error, signal)));
+          response.on('error', fail);
         });
-        request.on('error', (error) => reject(toTransportFailure(error, signal)));
+        request.on('error', fail);
         request.end(body);
       });
     },
