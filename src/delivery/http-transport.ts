@@ -4,6 +4,7 @@ import https from 'node:https';
 import { isIP, type LookupFunction, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpClient, HttpRequestSpec, HttpResponse } from '../connectors/connector.js';
+import { createScrubber, credentialsInHeader, isCredentialHeader, type Scrubber } from '../observability/redact.js';
 import type { DestinationGuard } from './destination-guard.js';
 
 const maxBodyExcerptBytes = 64 * 1024;
@@ -34,6 +35,11 @@ export class TransportFailure extends Error {
  * again on connect, before a byte of the request is written. Pooled keep-alive sockets are
  * reused only for the host and port they were checked for. Redirects are never followed
  * (node:http does not): a 3xx is the destination's answer, classified like any other.
+ *
+ * Every credential the request carries in its headers (Authorization, API keys, tokens, in raw,
+ * base64 and URL-encoded forms) is scrubbed from the answer and from error messages before they
+ * leave the transport, so a destination that echoes the request cannot put them in a dead
+ * letter or a log line.
  */
 export function createHttpTransport(options: HttpTransportOptions): HttpClient & { close(): void } {
   const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
@@ -91,7 +97,8 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
           reject(new TransportFailure('INVALID_URL', `invalid URL ${spec.url}`));
           return;
         }
-        const fail = (error: unknown) => reject(toTransportFailure(error, signal));
+        const scrub = requestScrubber(spec);
+        const fail = (error: unknown) => reject(scrubFailure(toTransportFailure(error, signal), scrub));
         const hostname = url.hostname.replace(/^\[|\]$/g, '');
         if (isIP(hostname) !== 0) {
           try {
@@ -121,12 +128,12 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
           response.on('end', () => {
             const headers: Record<string, string> = {};
             for (const [name, value] of Object.entries(response.headers)) {
-              if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+              if (value !== undefined) headers[name] = scrub(Array.isArray(value) ? value.join(', ') : value);
             }
             resolve({
               status: response.statusCode ?? 0,
               headers,
-              body: Buffer.concat(chunks).subarray(0, maxBodyExcerptBytes).toString('utf8'),
+              body: scrub(Buffer.concat(chunks).subarray(0, maxBodyExcerptBytes).toString('utf8')),
             });
           });
           response.on('error', fail);
@@ -140,6 +147,17 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
       httpsAgent.destroy();
     },
   };
+}
+
+/** Scrubs the credentials this request's own headers carry. */
+function requestScrubber(spec: HttpRequestSpec): Scrubber {
+  const credentials = Object.entries(spec.headers).flatMap(([name, value]) => (isCredentialHeader(name) ? credentialsInHeader(value) : []));
+  return createScrubber(credentials);
+}
+
+function scrubFailure(failure: TransportFailure, scrub: Scrubber): TransportFailure {
+  const message = scrub(failure.message);
+  return message === failure.message ? failure : new TransportFailure(failure.code, message);
 }
 
 function toTransportFailure(error: unknown, signal: AbortSignal): TransportFailure {
