@@ -24,6 +24,8 @@ export const EnvSchema = z.object({
   FLAGSTREAM_MAX_DELIVERY_AGE: z.string().default('3d'),
   FLAGSTREAM_REDIS_DIR: z.string().default('.flagstream/redis').describe('Data folder of the private redis-server child'),
   FLAGSTREAM_TRUST_PROXY: bool.default(false),
+  FLAGSTREAM_AUTH_FAILURE_LIMIT: z.coerce.number().int().min(0).default(30).describe('Failed ingest/admin authentications per client IP per window before 429; 0: no limit'),
+  FLAGSTREAM_AUTH_FAILURE_WINDOW: z.string().default('1m').describe('Window of FLAGSTREAM_AUTH_FAILURE_LIMIT'),
 });
 export type AppEnv = z.infer<typeof EnvSchema>;
 

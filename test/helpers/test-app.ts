@@ -60,6 +60,8 @@ export async function startTestApp(
     FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1',
     FLAGSTREAM_LOG_LEVEL: 'silent',
     FLAGSTREAM_BATCH_WAIT_CAP_MS: '50',
+    // Tests send bad keys on purpose and many at once; the brute-force limit has its own tests.
+    FLAGSTREAM_AUTH_FAILURE_LIMIT: '0',
     ...options.env,
   });
   const redis = createTestRedis(options.redisUrl);
