@@ -5,6 +5,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { createConfigService } from '../src/admin/config-service.js';
+import { createDestinationGuard } from '../src/delivery/destination-guard.js';
 import { readEnv } from '../src/app-config.js';
 import { type Impression, impressionId } from '../src/domain/impression.js';
 import { createMetrics } from '../src/observability/metrics.js';
@@ -24,7 +25,7 @@ async function withContext(destinations: { id: string; url: string }[], run: (ct
   const redis = createTestRedis();
   const env = readEnv({ ...process.env, FLAGSTREAM_REDIS_PREFIX: prefix, FLAGSTREAM_LOG_LEVEL: 'warn', FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1' });
   const ctx = await createAppContext({ env, logger: pino({ level: 'warn' }), redis, metrics: createMetrics({ defaultMetrics: false }) });
-  await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply({
+  await createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(env.FLAGSTREAM_DESTINATION_ALLOWLIST) }).apply({
     environments: [
       {
         id: 'env-bench',

@@ -7,6 +7,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { createConfigService } from '../src/admin/config-service.js';
+import { createDestinationGuard } from '../src/delivery/destination-guard.js';
 import { buildServer } from '../src/api/build-server.js';
 import { readEnv } from '../src/app-config.js';
 import { createMetrics } from '../src/observability/metrics.js';
@@ -36,7 +37,7 @@ const env = readEnv({ ...process.env, FLAGSTREAM_REDIS_PREFIX: prefix, FLAGSTREA
 const redis = createTestRedis();
 const logger = pino({ level: 'warn' });
 const ctx = await createAppContext({ env, logger, redis, metrics: createMetrics({ defaultMetrics: false }) });
-await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply({
+await createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(env.FLAGSTREAM_DESTINATION_ALLOWLIST) }).apply({
   environments: [
     {
       id: 'env-bench',

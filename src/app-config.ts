@@ -11,7 +11,7 @@ export const EnvSchema = z.object({
   ADMIN_TOKEN: z.string().min(1).optional().describe('Bearer token of /admin/v1; unset: the admin API answers 401'),
   FLAGSTREAM_CONFIG: z.string().optional().describe('YAML configuration applied at start'),
   FLAGSTREAM_ENCRYPTION_KEY: z.string().optional().describe('base64 of 32 bytes; encrypts secrets at rest'),
-  FLAGSTREAM_DESTINATION_ALLOWLIST: z.string().default('').describe('Hosts or CIDRs destinations may reach though private or loopback'),
+  FLAGSTREAM_DESTINATION_ALLOWLIST: z.string().default('').describe('Hosts, IPs or CIDRs destinations may reach though not public (private, loopback, reserved…)'),
   FLAGSTREAM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FLAGSTREAM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/).default('flagstream'),
   FLAGSTREAM_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024).describe('Largest ingest body, after decompression'),
@@ -25,6 +25,8 @@ export const EnvSchema = z.object({
   FLAGSTREAM_MAX_DELIVERY_AGE: z.string().default('3d'),
   FLAGSTREAM_REDIS_DIR: z.string().default('.flagstream/redis').describe('Data folder of the private redis-server child'),
   FLAGSTREAM_TRUST_PROXY: bool.default(false),
+  FLAGSTREAM_AUTH_FAILURE_LIMIT: z.coerce.number().int().min(0).default(30).describe('Failed ingest/admin authentications per client IP per window before 429; 0: no limit'),
+  FLAGSTREAM_AUTH_FAILURE_WINDOW: z.string().default('1m').describe('Window of FLAGSTREAM_AUTH_FAILURE_LIMIT'),
 });
 export type AppEnv = z.infer<typeof EnvSchema>;
 

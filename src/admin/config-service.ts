@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { stringify } from 'yaml';
 import type { ConnectorRegistry } from '../connectors/registry.js';
+import type { DestinationGuard } from '../delivery/destination-guard.js';
 import { type Configuration, ConfigurationSchema, type Destination, type Environment, EnvironmentSchema, FlagSchema } from '../domain/configuration.js';
 import { AppError, problemsFromZod, validationError } from '../domain/errors.js';
 import { restoreRedacted } from '../observability/redact.js';
@@ -21,9 +22,12 @@ export interface ApplyOptions {
   readonly dryRun?: boolean;
 }
 
-/** Use cases over the stored configuration, shared by the admin API and the CLI. */
-export function createConfigService(deps: { store: ConfigStore; registry: ConnectorRegistry }) {
-  const { store, registry } = deps;
+/**
+ * Use cases over the stored configuration, shared by the admin API and the CLI.
+ * `destinationGuard` (from FLAGSTREAM_DESTINATION_ALLOWLIST) refuses destinations at configuration time.
+ */
+export function createConfigService(deps: { store: ConfigStore; registry: ConnectorRegistry; destinationGuard: DestinationGuard }) {
+  const { store, registry, destinationGuard } = deps;
 
   /** Secrets that come back as `[redacted]` (an edited export, a PUT of a GET) keep their stored value. */
   const restoreSecrets = (next: Environment, stored: Environment | undefined): Environment => {
@@ -95,7 +99,7 @@ export function createConfigService(deps: { store: ConfigStore; registry: Connec
       const fileIds = new Set(merged.map((e) => e.id));
       const kept = options.prune ? [] : storedList.filter((e) => !fileIds.has(e.id));
       // Validate what the store will hold, but report paths as they are in the file.
-      const configuration: Configuration = validateConfiguration({ plugins: shape.data.plugins, environments: [...merged, ...kept] }, registry);
+      const configuration: Configuration = validateConfiguration({ plugins: shape.data.plugins, environments: [...merged, ...kept] }, registry, destinationGuard);
       const next = configuration.environments.slice(0, merged.length);
       const changes = diffEnvironments(storedList, next, options.prune === true);
       const storedPlugins = await store.listPlugins();
@@ -138,7 +142,7 @@ export function createConfigService(deps: { store: ConfigStore; registry: Connec
         destinations: body.destinations ?? stored?.destinations ?? [],
       });
       if (!draft.success) throw validationError(problemsFromZod(draft.error.issues));
-      const environment = parseEnvironment(restoreSecrets(draft.data, stored), registry);
+      const environment = parseEnvironment(restoreSecrets(draft.data, stored), registry, '', destinationGuard);
       await assertDestinationIdsUnique(environment);
       await store.updateEnvironment(environmentId, () => environment);
       return { environment: redactEnvironment(environment, registry), created: stored === undefined };
@@ -181,7 +185,7 @@ export function createConfigService(deps: { store: ConfigStore; registry: Connec
     },
 
     async createDestination(environmentId: string, body: unknown): Promise<Destination> {
-      const destination = parseDestination(body, registry);
+      const destination = parseDestination(body, registry, '', destinationGuard);
       const owner = (await store.listEnvironments()).find((e) => e.destinations.some((d) => d.id === destination.id));
       if (owner !== undefined) throw new AppError('FLAGSTREAM_ERR_CONFLICT', `destination "${destination.id}" already exists (environment "${owner.id}")`, { field: 'id' });
       await changeEnvironment(environmentId, (current) => ({ ...current, destinations: [...current.destinations, destination] }));
@@ -199,7 +203,7 @@ export function createConfigService(deps: { store: ConfigStore; registry: Connec
           ? { ...existing, ...body, id: destinationId, settings: { ...existing.settings, ...((body.settings as Record<string, unknown> | undefined) ?? {}) } }
           : { ...body, id: destinationId };
         const restored = { ...draft, settings: restoreRedacted((draft as { settings?: unknown }).settings ?? {}, existing.settings) };
-        updated = parseDestination(restored, registry);
+        updated = parseDestination(restored, registry, '', destinationGuard);
         return { ...current, destinations: current.destinations.map((d) => (d.id === destinationId ? (updated as Destination) : d)) };
       });
       return redactDestination(updated as Destination, registry);

@@ -10,7 +10,8 @@ import { createDestinationGuard } from '../delivery/destination-guard.js';
 import { createHttpTransport } from '../delivery/http-transport.js';
 import { testDestination } from '../delivery/test-destination.js';
 import { AppError } from '../domain/errors.js';
-import type { AppContext } from '../runtime/app-context.js';
+import { type AppContext, durationMs } from '../runtime/app-context.js';
+import { createAuthFailureLimiter } from './auth-guard.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerJsonBody } from './plugins/json-body.js';
 import { registerAdminRoutes } from './routes/admin.routes.js';
@@ -31,17 +32,23 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
   registerJsonBody(app, maxBytes);
 
   const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, ledger: ctx.ledger, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
-  const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry });
+  const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;
     if (endpoint !== undefined && !endpoint.startsWith('/admin') && request.method === 'POST') {
       ctx.metrics.ingestRequests.inc({ endpoint, status: String(reply.statusCode) });
     }
   });
-  registerIngestRoutes(app, { config: ctx.config, ingest, stats: ctx.stats, metrics: ctx.metrics, clock: ctx.clock });
+  const authFailures = createAuthFailureLimiter({
+    limit: ctx.env.FLAGSTREAM_AUTH_FAILURE_LIMIT,
+    windowMs: durationMs(ctx.env.FLAGSTREAM_AUTH_FAILURE_WINDOW, 'FLAGSTREAM_AUTH_FAILURE_WINDOW'),
+    clock: ctx.clock,
+  });
+  registerIngestRoutes(app, { config: ctx.config, ingest, stats: ctx.stats, metrics: ctx.metrics, clock: ctx.clock, authFailures });
   const current = () => ctx.config.current();
   registerAdminRoutes(app, {
     adminToken: ctx.env.ADMIN_TOKEN,
+    authFailures,
     configService,
     stats: ctx.stats,
     ledger: createLedgerService({ redis: ctx.redis, keys: ctx.keys, ledger: ctx.ledger, queues: ctx.queues }),

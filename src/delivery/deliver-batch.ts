@@ -1,6 +1,7 @@
 import pRetry, { AbortError } from 'p-retry';
 import type { AnyConnector, BatchLimits, DeliveryOutcome, EncodedRequest, ItemOutcome, RejectCode, SendResult } from '../connectors/connector.js';
 import type { Impression } from '../domain/impression.js';
+import { createScrubber, destinationSecrets, scrubDeep } from '../observability/redact.js';
 import { TransportFailure } from './http-transport.js';
 
 export interface DeliveryTarget {
@@ -68,6 +69,8 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
   let throttled = false;
   let lastFailure: BatchSettlement['lastFailure'];
   let requests = 0;
+  // What a destination answers may quote what it was sent: its secrets never get further than here.
+  const scrub = createScrubber(destinationSecrets(target.connector.secretSettings, target.settings));
 
   // An impression may travel in several requests (a vendor that needs two calls for it): it is
   // settled once, at the end, by its worst outcome, so it is never counted twice.
@@ -89,7 +92,7 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
       result = target.connector.encode(chunk, target.settings, { now: options.now(), destinationId: target.destinationId });
     } catch (error) {
       // A connector bug must not lose the batch: retried, then dead-lettered as internal_error.
-      const reason = `encode failed: ${error instanceof Error ? error.message : String(error)}`;
+      const reason = scrub(`encode failed: ${error instanceof Error ? error.message : String(error)}`);
       for (const item of chunk) settleItem(item.id, { kind: 'retry', reason });
       return [];
     }
@@ -125,11 +128,12 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
       result = { ok: false, error: { code: failure.code, message: failure.message } };
     }
     requests += 1;
+    result = scrubDeep(result, scrub);
     let outcome: DeliveryOutcome;
     try {
-      outcome = target.connector.classify(result, request);
+      outcome = scrubDeep(target.connector.classify(result, request), scrub);
     } catch (error) {
-      outcome = { kind: 'retry', reason: `classify failed: ${error instanceof Error ? error.message : String(error)}` };
+      outcome = { kind: 'retry', reason: scrub(`classify failed: ${error instanceof Error ? error.message : String(error)}`) };
     }
     options.onRequest?.(outcome.kind, (performance.now() - started) / 1000);
     return outcome;

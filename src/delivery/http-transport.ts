@@ -1,8 +1,10 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { HttpClient, HttpRequestSpec, HttpResponse } from '../connectors/connector.js';
+import { createScrubber, credentialsInHeader, isCredentialHeader, type Scrubber } from '../observability/redact.js';
 import type { DestinationGuard } from './destination-guard.js';
 
 const maxBodyExcerptBytes = 64 * 1024;
@@ -24,8 +26,20 @@ export class TransportFailure extends Error {
 
 /**
  * The one HTTP client of the delivery core: keep-alive agents, an AbortSignal for the core's
- * timeout, the destination guard applied to every resolved address, and response bodies capped
+ * timeout, the destination guard applied to every connection, and response bodies capped
  * to what classification and dead letters need. Built on node:http so nock intercepts it in tests.
+ *
+ * The guard runs on every new connection, after DNS: the agents' lookup refuses a name if any
+ * address it resolves to is refused (so nothing is connected to), a literal IP is judged before
+ * a request starts (Node does not call lookup for one), and each socket's actual peer is checked
+ * again on connect, before a byte of the request is written. Pooled keep-alive sockets are
+ * reused only for the host and port they were checked for. Redirects are never followed
+ * (node:http does not): a 3xx is the destination's answer, classified like any other.
+ *
+ * Every credential the request carries in its headers (Authorization, API keys, tokens, in raw,
+ * base64 and URL-encoded forms) is scrubbed from the answer and from error messages before they
+ * leave the transport, so a destination that echoes the request cannot put them in a dead
+ * letter or a log line.
  */
 export function createHttpTransport(options: HttpTransportOptions): HttpClient & { close(): void } {
   const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
@@ -42,9 +56,36 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
       callback(null, first.address, first.family);
     });
   };
+  /** The last word on every new socket: its real peer, whatever resolved it. */
+  const guardSocket = (socket: Duplex | null | undefined, host: string | null | undefined): void => {
+    if (!(socket instanceof Socket)) return;
+    socket.once('connect', () => {
+      try {
+        options.guard.check(host ?? '', socket.remoteAddress ?? '');
+      } catch (refusal) {
+        // Paused first: net would otherwise start reading the destroyed socket and report EINVAL instead.
+        socket.pause();
+        socket.destroy(refusal as Error);
+      }
+    });
+  };
   const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup };
-  const httpAgent = new http.Agent(agentOptions);
-  const httpsAgent = new https.Agent(agentOptions);
+  class GuardedHttpAgent extends http.Agent {
+    override createConnection(connectOptions: http.ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+      const socket = super.createConnection(connectOptions, callback);
+      guardSocket(socket, connectOptions.hostname ?? connectOptions.host);
+      return socket;
+    }
+  }
+  class GuardedHttpsAgent extends https.Agent {
+    override createConnection(connectOptions: https.RequestOptions, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+      const socket = super.createConnection(connectOptions, callback);
+      guardSocket(socket, connectOptions.hostname ?? connectOptions.host);
+      return socket;
+    }
+  }
+  const httpAgent = new GuardedHttpAgent(agentOptions);
+  const httpsAgent = new GuardedHttpsAgent(agentOptions);
 
   return {
     request(spec: HttpRequestSpec, signal: AbortSignal): Promise<HttpResponse> {
@@ -56,6 +97,8 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
           reject(new TransportFailure('INVALID_URL', `invalid URL ${spec.url}`));
           return;
         }
+        const scrub = requestScrubber(spec);
+        const fail = (error: unknown) => reject(scrubFailure(toTransportFailure(error, signal), scrub));
         const hostname = url.hostname.replace(/^\[|\]$/g, '');
         if (isIP(hostname) !== 0) {
           try {
@@ -85,17 +128,17 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
           response.on('end', () => {
             const headers: Record<string, string> = {};
             for (const [name, value] of Object.entries(response.headers)) {
-              if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+              if (value !== undefined) headers[name] = scrub(Array.isArray(value) ? value.join(', ') : value);
             }
             resolve({
               status: response.statusCode ?? 0,
               headers,
-              body: Buffer.concat(chunks).subarray(0, maxBodyExcerptBytes).toString('utf8'),
+              body: scrub(Buffer.concat(chunks).subarray(0, maxBodyExcerptBytes).toString('utf8')),
             });
           });
-          response.on('error', (error) => reject(toTransportFailure(error, signal)));
+          response.on('error', fail);
         });
-        request.on('error', (error) => reject(toTransportFailure(error, signal)));
+        request.on('error', fail);
         request.end(body);
       });
     },
@@ -104,6 +147,17 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
       httpsAgent.destroy();
     },
   };
+}
+
+/** Scrubs the credentials this request's own headers carry. */
+function requestScrubber(spec: HttpRequestSpec): Scrubber {
+  const credentials = Object.entries(spec.headers).flatMap(([name, value]) => (isCredentialHeader(name) ? credentialsInHeader(value) : []));
+  return createScrubber(credentials);
+}
+
+function scrubFailure(failure: TransportFailure, scrub: Scrubber): TransportFailure {
+  const message = scrub(failure.message);
+  return message === failure.message ? failure : new TransportFailure(failure.code, message);
 }
 
 function toTransportFailure(error: unknown, signal: AbortSignal): TransportFailure {

@@ -1,5 +1,6 @@
 import type { AnyConnector, DeliveryOutcome } from '../connectors/connector.js';
 import { type Impression, impressionId } from '../domain/impression.js';
+import { createScrubber, destinationSecrets, scrubDeep } from '../observability/redact.js';
 import type { RuntimeDestination } from '../runtime/config-snapshot.js';
 import type { ConnectorPlatform, EncodedRequest } from '../connectors/connector.js';
 import { TransportFailure } from './http-transport.js';
@@ -48,18 +49,22 @@ export async function testDestination(destination: RuntimeDestination, platform:
   }
   const request = connector.toTestRequest?.(encodedRequest, destination.settings) ?? encodedRequest;
   const client = connector.createClient(destination.settings, platform);
+  // The answer is shown to the operator as it came, but never with the destination's secrets in it.
+  const scrub = createScrubber(destinationSecrets(connector.secretSettings, destination.settings));
   const started = performance.now();
   try {
     let response: unknown;
     let outcome: DeliveryOutcome;
     try {
-      response = await connector.send(client, request.request, AbortSignal.timeout(destination.limits?.requestTimeoutMs ?? destination.destination.delivery.timeout));
+      response = scrubDeep(await connector.send(client, request.request, AbortSignal.timeout(destination.limits?.requestTimeoutMs ?? destination.destination.delivery.timeout)), scrub);
       outcome = connector.classify({ ok: true, response }, request);
     } catch (error) {
       const failure = error instanceof TransportFailure ? error : { code: 'ERROR', message: error instanceof Error ? error.message : String(error) };
-      response = { error: `${failure.code}: ${failure.message}` };
-      outcome = connector.classify({ ok: false, error: { code: failure.code, message: failure.message } }, request);
+      const message = scrub(failure.message);
+      response = { error: `${failure.code}: ${message}` };
+      outcome = connector.classify({ ok: false, error: { code: failure.code, message } }, request);
     }
+    outcome = scrubDeep(outcome, scrub);
     return { ...base, outcome: outcome.kind, reason: 'reason' in outcome ? outcome.reason : undefined, response, durationMs: Math.round(performance.now() - started), validationOnly: request !== encodedRequest };
   } finally {
     await connector.closeClient?.(client);

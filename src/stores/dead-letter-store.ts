@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { type DeadLetter, DeadLetterSchema, routingStage, type DeadLetterStatus, type DeadLetterSummary } from '../domain/dead-letter.js';
+import { scrubCredentialPatterns } from '../observability/redact.js';
 import type { RedisKeys } from './redis-keys.js';
 
 export interface DeadLetterQuery {
@@ -128,7 +129,10 @@ export function createDeadLetterStore(deps: { redis: Redis; keys: RedisKeys; ret
     recordIn(multi, { key, ...letter }) {
       const id = deadLetterId(key);
       const createdAt = clock();
-      const record = { ...letter, createdAt };
+      // The delivery core already scrubbed the secrets it knows; this catches credentials by shape
+      // (a plugin that declares no secretSettings, a message that quotes a header).
+      const error = { ...letter.error, message: scrubCredentialPatterns(letter.error.message) };
+      const record = { ...letter, error, createdAt };
       const { impressions, ...summary } = record;
       (multi as ChainableCommander & ScriptCommands).flagstreamRecordDeadLetter(
         keys.deadLetter(id),

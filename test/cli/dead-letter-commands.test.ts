@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createConfigService } from '../../src/admin/config-service.js';
+import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import { ConnectorRegistry } from '../../src/connectors/registry.js';
 import { createConfigStore } from '../../src/stores/config-store.js';
 import { createDeadLetterStore } from '../../src/stores/dead-letter-store.js';
@@ -20,7 +21,7 @@ describe('flagstream dlq and destinations commands', () => {
 
   before(async () => {
     const registry = new ConnectorRegistry();
-    await createConfigService({ store: createConfigStore({ redis, keys, registry, secrets: createSecretBox(undefined) }), registry }).apply({
+    await createConfigService({ store: createConfigStore({ redis, keys, registry, secrets: createSecretBox(undefined) }), registry, destinationGuard: createDestinationGuard([]) }).apply({
       environments: [{ id: 'env-d', destinations: [{ id: 'hook-d', type: 'webhook', settings: { url: 'https://hooks.example.com/d' } }] }],
     });
     const base = { destinationId: 'hook-d', environmentId: 'env-d', connectorType: 'webhook', attempts: 8, firstAttemptAt: 1_700_000_000_000, lastAttemptAt: 1_700_000_100_000 };

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { createConfigService } from '../../src/admin/config-service.js';
 import { readEnv } from '../../src/app-config.js';
 import { buildServer } from '../../src/api/build-server.js';
+import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import type { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { ConfigurationInput } from '../../src/domain/configuration.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -59,6 +60,8 @@ export async function startTestApp(
     FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1',
     FLAGSTREAM_LOG_LEVEL: 'silent',
     FLAGSTREAM_BATCH_WAIT_CAP_MS: '50',
+    // Tests send bad keys on purpose and many at once; the brute-force limit has its own tests.
+    FLAGSTREAM_AUTH_FAILURE_LIMIT: '0',
     ...options.env,
   });
   const redis = createTestRedis(options.redisUrl);
@@ -98,7 +101,7 @@ export async function startTestApp(
       return { status: response.statusCode, body: response.body === '' ? undefined : (JSON.parse(response.body) as unknown) };
     },
     async apply(config) {
-      await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply(config);
+      await createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) }).apply(config);
       await ctx.config.refresh();
     },
     waitForDeliveries(count, timeoutMs, destination) {

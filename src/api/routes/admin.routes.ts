@@ -1,5 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ConfigService } from '../../admin/config-service.js';
 import { type DeadLettersService, parseTimeBound } from '../../admin/dead-letters-service.js';
 import type { DestinationHealthService } from '../../admin/destination-health-service.js';
@@ -9,9 +8,12 @@ import { DeadLetterSchema } from '../../domain/dead-letter.js';
 import { AppError } from '../../domain/errors.js';
 import type { StatsStore } from '../../stores/stats-store.js';
 import type { LedgerService } from '../../admin/ledger-service.js';
+import { type AuthFailureLimiter, secretMatches } from '../auth-guard.js';
 
 export interface AdminRouteDeps {
   readonly adminToken: string | undefined;
+  /** Shared with ingest: failed authentications per client, answered 429 past the limit. */
+  readonly authFailures: AuthFailureLimiter;
   readonly configService: ConfigService;
   readonly stats: StatsStore;
   readonly ledger: LedgerService;
@@ -29,12 +31,6 @@ type Body = Record<string, unknown>;
 function asBody(body: unknown): Body {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'expected a JSON object body', { field: '(root)' });
   return body as Body;
-}
-
-function tokenMatches(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**
@@ -71,13 +67,15 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   const { configService: config } = deps;
   app.register(
     async (admin) => {
-      admin.addHook('onRequest', async (request: FastifyRequest) => {
-        if (deps.adminToken === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'the admin API is disabled: set ADMIN_TOKEN', { field: 'authorization' });
-        const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
-        if (match?.[1] === undefined || !tokenMatches(match[1].trim(), deps.adminToken)) {
-          throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing or wrong Authorization: Bearer <ADMIN_TOKEN>', { field: 'authorization' });
-        }
-      });
+      admin.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) =>
+        deps.authFailures.authenticate(request, reply, () => {
+          if (deps.adminToken === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'the admin API is disabled: set ADMIN_TOKEN', { field: 'authorization' });
+          const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
+          if (match?.[1] === undefined || !secretMatches(match[1].trim(), deps.adminToken)) {
+            throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing or wrong Authorization: Bearer <ADMIN_TOKEN>', { field: 'authorization' });
+          }
+        }),
+      );
 
       admin.get('/config', async () => config.exportConfiguration());
       admin.post('/config/apply', async (request) => {

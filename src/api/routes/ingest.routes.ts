@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError, problemsFromZod, validationError } from '../../domain/errors.js';
 import { fromNativeJson, NativeImpressionsSchema } from '../../ingest/formats/native-json.js';
@@ -11,6 +11,7 @@ import type { ConfigWatcher } from '../../runtime/config-watcher.js';
 import type { StatsStore } from '../../stores/stats-store.js';
 import { emptyFlagTraffic, type FlagTraffic } from '../../stores/stats-store.js';
 import type { Metrics } from '../../observability/metrics.js';
+import type { AuthFailureLimiter } from '../auth-guard.js';
 
 export interface IngestRouteDeps {
   readonly config: ConfigWatcher;
@@ -18,6 +19,8 @@ export interface IngestRouteDeps {
   readonly stats: StatsStore;
   readonly metrics: Metrics;
   readonly clock: () => number;
+  /** Failed authentications per client, answered 429 past the limit (shared with the admin API). */
+  readonly authFailures: AuthFailureLimiter;
 }
 
 function bearer(request: FastifyRequest): string | undefined {
@@ -49,8 +52,12 @@ const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: z.string().min(1
 export function registerIngestRoutes(app: FastifyInstance, deps: IngestRouteDeps): void {
   // Authentication runs on onRequest, before the body is read: a bad key is a 401 whatever it sent.
   const authenticated = new WeakMap<FastifyRequest, RuntimeEnvironment>();
-  const sdkAuth = { onRequest: async (request: FastifyRequest) => void authenticated.set(request, sdkKeyEnvironment(request)) };
+  const sdkAuth = {
+    onRequest: async (request: FastifyRequest, reply: FastifyReply) => void authenticated.set(request, deps.authFailures.authenticate(request, reply, () => sdkKeyEnvironment(request))),
+  };
   const sdkEnvironment = (request: FastifyRequest): RuntimeEnvironment => authenticated.get(request) ?? sdkKeyEnvironment(request);
+  // Keys and tokens are looked up by their SHA-256 (config-snapshot.ts): the lookup's timing
+  // depends on the digest, never on how much of a guess matches the real key.
   const sdkKeyEnvironment = (request: FastifyRequest): RuntimeEnvironment => {
     const key = bearer(request);
     if (key === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing Authorization: Bearer <SDK key>', { field: 'authorization' });
@@ -134,7 +141,9 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestRouteDeps
     if (environment === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'unknown webhook token', { field: 'token' });
     return environment;
   };
-  const webhookAuth = { onRequest: async (request: FastifyRequest) => void authenticated.set(request, webhookEnvironment(request)) };
+  const webhookAuth = {
+    onRequest: async (request: FastifyRequest, reply: FastifyReply) => void authenticated.set(request, deps.authFailures.authenticate(request, reply, () => webhookEnvironment(request))),
+  };
 
   app.post('/webhooks/split/impressions', webhookAuth, async (request) => {
     const environment = authenticated.get(request) ?? webhookEnvironment(request);

@@ -1,4 +1,5 @@
 import { createConfigService } from '../../admin/config-service.js';
+import { createDestinationGuard } from '../../delivery/destination-guard.js';
 import { loadConfigFile, pluginsOf } from '../../admin/load-config-file.js';
 import { openSession } from '../connect.js';
 import { printJson, printTable } from '../output.js';
@@ -8,7 +9,7 @@ export async function applyCommand(options: { file: string; prune?: boolean; dry
   const raw = await loadConfigFile(options.file);
   const session = await openSession({ serving: false, logLevel: 'warn', plugins: pluginsOf(raw) });
   try {
-    const service = createConfigService({ store: session.ctx.configStore, registry: session.ctx.registry });
+    const service = createConfigService({ store: session.ctx.configStore, registry: session.ctx.registry, destinationGuard: createDestinationGuard(session.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
     const changes = await service.apply(raw, { prune: options.prune === true, dryRun: options.dryRun === true });
     if (options.json) return printJson({ dryRun: options.dryRun === true, changes });
     if (changes.length === 0) {
@@ -30,7 +31,7 @@ export async function applyCommand(options: { file: string; prune?: boolean; dry
 export async function exportCommand(options: { json?: boolean }): Promise<void> {
   const session = await openSession({ serving: false, logLevel: 'warn' });
   try {
-    const service = createConfigService({ store: session.ctx.configStore, registry: session.ctx.registry });
+    const service = createConfigService({ store: session.ctx.configStore, registry: session.ctx.registry, destinationGuard: createDestinationGuard(session.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
     if (options.json) printJson(await service.exportConfiguration());
     else process.stdout.write(await service.exportYaml());
   } finally {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { createConfigService } from '../../admin/config-service.js';
+import { createDestinationGuard } from '../../delivery/destination-guard.js';
 import { loadConfigFile, pluginsOf } from '../../admin/load-config-file.js';
 import { buildServer } from '../../api/build-server.js';
 import { readEnv } from '../../app-config.js';
@@ -15,7 +16,7 @@ export async function serve(options: { role: Role; config?: string; port?: numbe
   const session = await openSession({ serving: true, plugins: pluginsOf(file) });
   const { ctx, env, logger } = session;
   if (file !== undefined) {
-    const changes = await createConfigService({ store: ctx.configStore, registry: ctx.registry }).apply(file);
+    const changes = await createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) }).apply(file);
     await ctx.config.refresh();
     logger.info({ file: configPath, changes: changes.length }, changes.length === 0 ? 'configuration file applied: no changes' : `configuration file applied: ${changes.length} change(s)`);
   }
