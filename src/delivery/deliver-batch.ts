@@ -87,21 +87,27 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
   };
 
   const encode = (chunk: readonly Impression[]): EncodedRequest<unknown>[] => {
+    if (chunk.length === 0) return [];
     let result;
     try {
       result = target.connector.encode(chunk, target.settings, { now: options.now(), destinationId: target.destinationId });
     } catch (error) {
-      // A connector bug must not lose the batch: retried, then dead-lettered as internal_error.
-      const reason = scrub(`encode failed: ${error instanceof Error ? error.message : String(error)}`);
-      for (const item of chunk) settleItem(item.id, { kind: 'retry', reason });
+      // Encoding is pure, so what throws once throws on every retry: halve the chunk until the
+      // items the connector cannot encode are alone, reject those, and send their neighbours now.
+      if (chunk.length > 1) {
+        const half = Math.ceil(chunk.length / 2);
+        return [...encode(chunk.slice(0, half)), ...encode(chunk.slice(half))];
+      }
+      const reason = scrub(`the connector cannot encode this impression: ${error instanceof Error ? error.message : String(error)}`);
+      for (const item of chunk) settleItem(item.id, { kind: 'rejected', code: 'invalid_payload', reason });
       return [];
     }
     for (const r of result.rejected) settleItem(r.itemId, { kind: 'rejected', code: r.code, reason: r.reason });
     skipped += result.skipped.length;
-    const fitting: EncodedRequest<unknown>[] = [];
+    let fitting: EncodedRequest<unknown>[] = [];
     for (const request of result.requests) {
       if (request.bytes <= target.limits.maxBytesPerRequest) fitting.push(request);
-      else fitting.push(...splitOversized(request.itemIds, `request of ${request.bytes} bytes is over the limit of ${target.limits.maxBytesPerRequest}`));
+      else fitting = fitting.concat(splitOversized(request.itemIds, `request of ${request.bytes} bytes is over the limit of ${target.limits.maxBytesPerRequest}`));
     }
     return fitting;
   };
@@ -181,9 +187,10 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
     }
   };
 
-  const requestsToSend: EncodedRequest<unknown>[] = [];
+  let requestsToSend: EncodedRequest<unknown>[] = [];
   const chunkSize = Math.max(1, target.limits.maxItemsPerRequest);
-  for (let start = 0; start < items.length; start += chunkSize) requestsToSend.push(...encode(items.slice(start, start + chunkSize)));
+  // concat, not push(...): a chunk may encode into as many requests as it has items.
+  for (let start = 0; start < items.length; start += chunkSize) requestsToSend = requestsToSend.concat(encode(items.slice(start, start + chunkSize)));
   await runPool(requestsToSend, target.maxConcurrentRequests, deliverRequest);
 
   for (const [id, outcome] of outcomes) {

@@ -64,12 +64,12 @@ describe('bad input gets its status and a clear JSON error; nothing is partially
   });
 
   test('413 over the size limit, compressed or not', async () => {
-    const big = JSON.stringify({ impressions: [{ key: 'k'.repeat(5000), split: 's', treatment: 't', time: 1 }] });
+    const big = JSON.stringify({ impressions: [{ key: 'k'.repeat(5000), split: 's', treatment: 't', time: 1_799_999_000_000 }] });
     const plain = await postJson(`${app.url}/v1/impressions`, big, { authorization: 'Bearer key-a' });
     assert.equal(plain.status, 413);
     assert.equal((plain.body as ErrorBody).error.code, 'FLAGSTREAM_ERR_PAYLOAD_TOO_LARGE');
     // Small on the wire, too big once decompressed.
-    const bomb = gzipSync(JSON.stringify([{ key: 'k'.repeat(100_000), split: 's', treatment: 't', time: 1 }]));
+    const bomb = gzipSync(JSON.stringify([{ key: 'k'.repeat(100_000), split: 's', treatment: 't', time: 1_799_999_000_000 }]));
     assert.ok(bomb.length < 4096);
     const response = await fetch(`${app.url}/webhooks/split/impressions?token=token-a`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bomb });
     assert.equal(response.status, 413);
@@ -83,7 +83,7 @@ describe('bad input gets its status and a clear JSON error; nothing is partially
   });
 
   test('503 with Retry-After once the ingest backlog is over its limit; what was accepted stays queued', async () => {
-    const one = { impressions: [{ key: 'k', split: 's', treatment: 't', time: 1 }] };
+    const one = { impressions: [{ key: 'k', split: 's', treatment: 't', time: 1_799_999_000_000 }] };
     for (let i = 0; i < 3; i += 1) assert.equal((await postJson(`${app.url}/v1/impressions`, one, { authorization: 'Bearer key-a' })).status, 202);
     // The backlog is sampled at most every 500 ms: move the injected clock past that window.
     now += 1000;

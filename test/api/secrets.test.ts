@@ -39,8 +39,8 @@ describe('secrets never appear in logs, API output, metrics or dead letters', ()
   });
 
   test('a delivery that fails, and everything an operator can read afterwards, carry no secret', async () => {
-    await postJson(`${app.url}/v1/impressions`, { impressions: [{ key: 'user-1', split: 'f', treatment: 'on', time: 1 }] }, { authorization: `Bearer ${sentinels.sdkKey}` });
-    await postJson(`${app.url}/v1/impressions`, { impressions: [{ key: 'user-2', split: 'f', treatment: 'on', time: 2 }] }, { authorization: 'Bearer wrong-key' });
+    await postJson(`${app.url}/v1/impressions`, { impressions: [{ key: 'user-1', split: 'f', treatment: 'on', time: 1_718_900_000_000 }] }, { authorization: `Bearer ${sentinels.sdkKey}` });
+    await postJson(`${app.url}/v1/impressions`, { impressions: [{ key: 'user-2', split: 'f', treatment: 'on', time: 1_718_900_000_001 }] }, { authorization: 'Bearer wrong-key' });
     await app.waitForDeliveries(1, undefined, 'hook-s');
     assert.equal(receiver.requests[0]?.headers.authorization, sentinels.header, 'the secret header did reach the destination');
 

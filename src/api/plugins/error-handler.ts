@@ -12,13 +12,16 @@ const fastifyCodes: Record<string, { status: number; code: string; message?: str
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'FLAGSTREAM_ERR_VALIDATION' },
 };
 
+/** Problems listed in one answer: a hostile body can have one per item, the first ones say enough. */
+const maxDetails = 100;
+
 /** AppError → `{ error: { code, message, field } }` with its status; 5xx details stay in the log. */
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     if (error instanceof AppError) {
       const body: ErrorBody = { error: { code: error.code, message: error.message } };
       if (error.field !== undefined) body.error.field = error.field;
-      if (error.details.length > 1) body.error.details = error.details;
+      if (error.details.length > 1) body.error.details = error.details.slice(0, maxDetails);
       if (error.httpStatus === 503) reply.header('retry-after', '5');
       if (error.httpStatus >= 500) request.log.error({ err: error }, 'request failed');
       return reply.status(error.httpStatus).send(body);

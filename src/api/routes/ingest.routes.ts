@@ -6,6 +6,8 @@ import { fromSplitSdkBulk, SplitSdkBulkSchema } from '../../ingest/formats/split
 import { fromSplitWebhook, SplitWebhookSchema } from '../../ingest/formats/split-webhook.js';
 import type { IngestContext } from '../../ingest/formats/ingest-context.js';
 import type { IngestService } from '../../ingest/accept-impressions.js';
+import { IngestCount, IngestRequiredText, IngestText } from '../../ingest/impression-fields.js';
+import { trafficChunks } from '../../ingest/traffic-chunks.js';
 import type { RuntimeEnvironment } from '../../runtime/config-snapshot.js';
 import type { ConfigWatcher } from '../../runtime/config-watcher.js';
 import type { StatsStore } from '../../stores/stats-store.js';
@@ -41,9 +43,10 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   return parsed.data;
 }
 
-const CountsSchema = z.object({ pf: z.array(z.object({ f: z.string().min(1), m: z.number(), rc: z.number().int().nonnegative() })) });
-const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: z.string().min(1), ks: z.array(z.string()) })) });
-const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: z.string().min(1), fs: z.array(z.string()) })) });
+// `m` is the hour the counts are for (epoch ms, not stored); `ks` / `k` are the SDK's keys.
+const CountsSchema = z.object({ pf: z.array(z.object({ f: IngestRequiredText, m: z.number().int().nonnegative(), rc: IngestCount })) });
+const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: IngestRequiredText, ks: z.array(IngestText) })) });
+const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: IngestRequiredText, fs: z.array(IngestRequiredText) })) });
 
 /**
  * The three doors impressions come in by: the Split SDK events API (so an SDK's `urls.events`
@@ -78,7 +81,8 @@ export function registerIngestRoutes(app: FastifyInstance, deps: IngestRouteDeps
       return t;
     };
     fill(traffic, get);
-    await deps.stats.record(environmentId, traffic);
+    // In bounded pieces, one after the other: a request may carry hundreds of thousands of keys.
+    for (const chunk of trafficChunks(traffic)) await deps.stats.record(environmentId, chunk);
   };
 
   app.post('/api/testImpressions/bulk', sdkAuth, async (request) => {

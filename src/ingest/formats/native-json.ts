@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { type Impression, ImpressionSchema, impressionId } from '../../domain/impression.js';
+import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
+import { type Impression, impressionId } from '../../domain/impression.js';
+import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
@@ -10,18 +12,33 @@ import type { IngestContext } from './ingest-context.js';
 export const NativeImpressionsSchema = z.object({
   impressions: z
     .array(
-      ImpressionSchema.omit({ id: true, environmentId: true, environmentName: true, receptionTimestamp: true, properties: true }).extend({
+      z.object({
         id: z.string().min(1).max(128).optional(),
-        properties: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
+        key: IngestRequiredText,
+        bucketingKey: IngestText.optional(),
+        split: IngestRequiredText,
+        treatment: IngestRequiredText,
+        label: IngestText.optional(),
+        time: IngestTime,
+        splitVersionNumber: IngestChangeNumber.optional(),
+        trafficTypeId: IngestText.optional(),
+        trafficTypeName: IngestText.optional(),
+        sdk: IngestText.optional(),
+        sdkVersion: IngestText.optional(),
+        machineIp: IngestText.optional(),
+        machineName: IngestText.optional(),
+        properties: IngestPropertiesInput.optional(),
       }),
     )
     .min(1),
 });
 
 export function fromNativeJson(body: z.infer<typeof NativeImpressionsSchema>, context: IngestContext): Impression[] {
-  return body.impressions.map(({ id, properties, ...rest }) => {
-    const text = properties === undefined ? undefined : typeof properties === 'string' ? properties : JSON.stringify(properties);
-    const fields = { ...rest, environmentId: context.environmentId, ...(text === undefined ? {} : { properties: text }) };
+  const problems: FieldProblem[] = [];
+  const impressions = body.impressions.map(({ id, properties, ...rest }, index) => {
+    const late = laterThanReception(rest.time, context.receivedAt);
+    if (late !== undefined) problems.push({ field: formatPath(['impressions', index, 'time']), message: late });
+    const fields = { ...rest, environmentId: context.environmentId, ...(properties === undefined ? {} : { properties }) };
     return {
       id: id ?? impressionId(fields),
       ...fields,
@@ -29,4 +46,6 @@ export function fromNativeJson(body: z.infer<typeof NativeImpressionsSchema>, co
       receptionTimestamp: context.receivedAt,
     };
   });
+  if (problems.length > 0) throw validationError(problems);
+  return impressions;
 }

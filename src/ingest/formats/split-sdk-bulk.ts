@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
 import { impressionId, type Impression, splitSdkVersionHeader } from '../../domain/impression.js';
+import { IngestChangeNumber, IngestPropertiesText, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
@@ -9,18 +11,18 @@ import type { IngestContext } from './ingest-context.js';
  */
 export const SplitSdkBulkSchema = z.array(
   z.object({
-    f: z.string().min(1),
+    f: IngestRequiredText,
     i: z.array(
       z.object({
-        k: z.string().min(1),
-        t: z.string().min(1),
-        m: z.number().int().nonnegative(),
-        c: z.number().int().optional().nullable(),
-        r: z.string().optional().nullable(),
-        b: z.string().optional().nullable(),
+        k: IngestRequiredText,
+        t: IngestRequiredText,
+        m: IngestTime,
+        c: IngestChangeNumber.optional().nullable(),
+        r: IngestText.optional().nullable(),
+        b: IngestText.optional().nullable(),
         pt: z.number().optional().nullable(),
-        properties: z.string().optional().nullable(),
-        et: z.string().optional().nullable(),
+        properties: IngestPropertiesText.optional().nullable(),
+        et: IngestText.optional().nullable(),
       }),
     ),
   }),
@@ -32,18 +34,32 @@ export interface SplitSdkHeaders {
   readonly machineName?: string | undefined;
 }
 
+/** The headers that become impression fields, by the name a client sets them with. */
+export const splitSdkHeaderNames: Readonly<Record<keyof SplitSdkHeaders, string>> = {
+  sdkVersion: 'SplitSDKVersion',
+  machineIp: 'SplitSDKMachineIP',
+  machineName: 'SplitSDKMachineName',
+};
+
 /** Split SDKs send `NA` or an empty value when they do not know the machine. */
 function known(value: string | undefined): string | undefined {
   return value === undefined || value === '' || value === 'NA' || value === 'unknown' ? undefined : value;
 }
 
 export function fromSplitSdkBulk(body: z.infer<typeof SplitSdkBulkSchema>, headers: SplitSdkHeaders, context: IngestContext): Impression[] {
+  const problems: FieldProblem[] = [];
+  for (const [name, header] of Object.entries(splitSdkHeaderNames) as [keyof SplitSdkHeaders, string][]) {
+    const result = IngestText.safeParse(headers[name] ?? '');
+    if (!result.success) problems.push({ field: `headers.${header}`, message: result.error.issues[0]?.message ?? 'invalid' });
+  }
   const { sdk, sdkVersion } = splitSdkVersionHeader(headers.sdkVersion);
   const machineIp = known(headers.machineIp);
   const machineName = known(headers.machineName);
   const impressions: Impression[] = [];
-  for (const group of body) {
-    for (const item of group.i) {
+  body.forEach((group, g) => {
+    group.i.forEach((item, j) => {
+      const late = laterThanReception(item.m, context.receivedAt);
+      if (late !== undefined) problems.push({ field: formatPath([g, 'i', j, 'm']), message: late });
       const fields = {
         key: item.k,
         split: group.f,
@@ -65,7 +81,8 @@ export function fromSplitSdkBulk(body: z.infer<typeof SplitSdkBulkSchema>, heade
         ...(machineName !== undefined ? { machineName } : {}),
         receptionTimestamp: context.receivedAt,
       });
-    }
-  }
+    });
+  });
+  if (problems.length > 0) throw validationError(problems);
   return impressions;
 }

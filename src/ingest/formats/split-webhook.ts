@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
 import { impressionId, type Impression } from '../../domain/impression.js';
+import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
 import type { IngestContext } from './ingest-context.js';
 
-const optionalText = z.string().optional().nullable();
+const optionalText = IngestText.optional().nullable();
 
 /**
  * Split's outgoing impressions webhook: a JSON array of impressions with the field names our
@@ -11,28 +13,31 @@ const optionalText = z.string().optional().nullable();
  */
 export const SplitWebhookSchema = z.array(
   z.object({
-    key: z.string().min(1),
-    split: z.string().min(1),
-    treatment: z.string().min(1),
-    time: z.number().int().nonnegative(),
+    key: IngestRequiredText,
+    split: IngestRequiredText,
+    treatment: IngestRequiredText,
+    time: IngestTime,
     environmentId: optionalText,
     environmentName: optionalText,
     bucketingKey: optionalText,
     label: optionalText,
     machineName: optionalText,
     machineIp: optionalText,
-    splitVersionNumber: z.number().int().optional().nullable(),
+    splitVersionNumber: IngestChangeNumber.optional().nullable(),
     sdk: optionalText,
     sdkVersion: optionalText,
     trafficTypeId: optionalText,
     trafficTypeName: optionalText,
-    properties: z.union([z.string(), z.record(z.string(), z.unknown())]).optional().nullable(),
+    properties: IngestPropertiesInput.optional().nullable(),
   }),
 );
 
 export function fromSplitWebhook(body: z.infer<typeof SplitWebhookSchema>, context: IngestContext): Impression[] {
-  return body.map((item) => {
-    const properties = item.properties == null ? undefined : typeof item.properties === 'string' ? item.properties : JSON.stringify(item.properties);
+  const problems: FieldProblem[] = [];
+  const impressions = body.map((item, index) => {
+    const late = laterThanReception(item.time, context.receivedAt);
+    if (late !== undefined) problems.push({ field: formatPath([index, 'time']), message: late });
+    const properties = item.properties ?? undefined;
     const fields = {
       key: item.key,
       split: item.split,
@@ -57,4 +62,6 @@ export function fromSplitWebhook(body: z.infer<typeof SplitWebhookSchema>, conte
       receptionTimestamp: context.receivedAt,
     };
   });
+  if (problems.length > 0) throw validationError(problems);
+  return impressions;
 }
