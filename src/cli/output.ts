@@ -18,7 +18,8 @@ export function printJson(value: unknown): void {
 /** A plain table for humans; scripts use --json. */
 export function printTable(rows: readonly Record<string, unknown>[], columns: readonly string[]): void {
   const cell = (value: unknown) => (value === undefined || value === null ? '' : String(value));
-  const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => cell(row[column]).length)));
+  // A reduce, not Math.max(...): a listing may have more rows than a call has room for arguments.
+  const widths = columns.map((column) => rows.reduce((widest, row) => Math.max(widest, cell(row[column]).length), column.length));
   const line = (values: readonly string[]) => values.map((value, index) => value.padEnd(widths[index] ?? 0)).join('  ').trimEnd();
   process.stdout.write(`${line(columns.map((c) => c.toUpperCase()))}\n`);
   for (const row of rows) process.stdout.write(`${line(columns.map((column) => cell(row[column])))}\n`);
