@@ -33,7 +33,6 @@ describe('overload with the destination down', () => {
     const backlog = fault.load('backlog');
     backlog.start({ accepted: 120, concurrency: 4, pauseMs: 0 });
     const peaks = await samplePeakRss([api, worker], backlog.finished());
-    assert.equal(hook.deliveries, 0);
 
     // 2. Faster than routing: with no worker running, waiting ingest batches reach the limit.
     const stopped = await worker.terminate(20_000);

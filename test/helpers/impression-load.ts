@@ -62,8 +62,11 @@ export class ImpressionLoad {
     return [...counts].map(([status, n]) => `${status}×${n}`).join(' ');
   }
 
-  /** Sends one request and records its outcome. */
-  async sendOne(): Promise<SentRequest> {
+  /**
+   * Records one more request and returns it with its body and headers, for a caller that sends
+   * it its own way; the caller sets `status` once answered.
+   */
+  prepare(): { request: SentRequest; path: string; body: string; headers: Record<string, string> } {
     const index = this.sent.length;
     const key = (kind: string, i: number) => `${this.options.tag}-${index}-${kind}${i}`;
     const request: SentRequest = {
@@ -78,16 +81,22 @@ export class ImpressionLoad {
       { f: this.options.trackedFlag, i: request.trackedKeys.map(impression) },
       ...(request.droppedKeys.length > 0 ? [{ f: this.options.droppedFlag, i: request.droppedKeys.map(impression) }] : []),
     ];
+    return {
+      request,
+      path: '/api/testImpressions/bulk',
+      body: JSON.stringify(body),
+      headers: { authorization: `Bearer ${this.options.sdkKey}`, 'content-type': 'application/json', SplitSDKVersion: 'nodejs-11.0.0', SplitSDKMachineIP: '10.0.0.1', SplitSDKMachineName: 'faults' },
+    };
+  }
+
+  /** Sends one request and records its outcome. */
+  async sendOne(): Promise<SentRequest> {
+    const { request, path, body, headers } = this.prepare();
     const targets = this.options.targets();
     const target = targets[this.nextTarget++ % Math.max(targets.length, 1)];
     try {
       if (target === undefined) throw new Error('no API to send to');
-      const response = await fetch(`${target}/api/testImpressions/bulk`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.options.sdkKey}`, 'content-type': 'application/json', SplitSDKVersion: 'nodejs-11.0.0', SplitSDKMachineIP: '10.0.0.1', SplitSDKMachineName: 'faults' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000),
-      });
+      const response = await fetch(`${target}${path}`, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000) });
       await response.arrayBuffer();
       request.status = response.status;
       request.retryAfter = response.headers.get('retry-after');

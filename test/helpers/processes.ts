@@ -277,11 +277,16 @@ export class FlagstreamProcess {
   /**
    * SIGTERM, then waits up to `timeoutMs` for the exit. Resolves with the time it took, or
    * `exited: false` (the process is then killed with SIGKILL so nothing is left running).
+   * `whileStopping` runs once the process has logged that it is shutting down.
    */
-  async terminate(timeoutMs: number): Promise<{ exited: boolean; ms: number; code: number | null; signal: NodeJS.Signals | null }> {
+  async terminate(timeoutMs: number, whileStopping?: () => Promise<void> | void): Promise<{ exited: boolean; ms: number; code: number | null; signal: NodeJS.Signals | null }> {
     const startedAt = Date.now();
     this.child.kill('SIGTERM');
-    const outcome = await withTimeout(this.exited, timeoutMs, `${this.name} to exit`).catch(() => undefined);
+    if (whileStopping !== undefined) {
+      await pollUntil(() => this.log().includes('"shutting down"') || !this.alive, { timeoutMs, what: `${this.name} to start shutting down` });
+      await whileStopping();
+    }
+    const outcome = await withTimeout(this.exited, Math.max(0, timeoutMs - (Date.now() - startedAt)), `${this.name} to exit`).catch(() => undefined);
     const ms = Date.now() - startedAt;
     if (outcome !== undefined) return { exited: true, ms, ...outcome };
     await this.kill();
