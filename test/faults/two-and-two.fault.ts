@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { fetchLedger } from '../helpers/ledger.js';
-import { runFlagstreamCli } from '../helpers/processes.js';
+import { pollUntil, runFlagstreamCli } from '../helpers/processes.js';
 import { adminToken, type Fault, redisPrefix, setUpFault } from './harness.js';
 
 /** Scenario 7: two API and two worker processes on one Redis, SDK traffic spread over both APIs. */
@@ -16,12 +16,13 @@ describe('two API and two worker processes at once', () => {
   test('everything is delivered exactly once per destination and the ledger is exact', { timeout: 150_000 }, async () => {
     await Promise.all([fault.start('api-1', 'api'), fault.start('api-2', 'api'), fault.start('worker-1', 'worker'), fault.start('worker-2', 'worker')]);
     assert.equal(fault.apiUrls().length, 2);
-    // BullMQ names each worker's blocking connection after its queue: both workers serve both queues.
-    const clients = await fault.redis.client.client('LIST');
-    for (const queue of ['ingest', 'delivery']) {
+    // BullMQ names each worker's blocking connection after its queue: both workers serve both queues
+    // (polled: a worker opens that connection a moment after it says it started).
+    const workersOf = async (queue: string) => {
       const name = `${redisPrefix}:q:${Buffer.from(queue).toString('base64')}`;
-      assert.equal(String(clients).split('\n').filter((line) => line.includes(` name=${name} `)).length, 2, `two ${queue} workers`);
-    }
+      return String(await fault.redis.client.client('LIST')).split('\n').filter((line) => line.includes(` name=${name} `)).length;
+    };
+    await pollUntil(async () => (await workersOf('ingest')) === 2 && (await workersOf('delivery')) === 2, { timeoutMs: 10_000, what: 'two ingest and two delivery workers connected' });
     const load = fault.load('sdk');
     load.start({ accepted: 200, concurrency: 4, pauseMs: 5 });
     await load.finished();
