@@ -16,7 +16,8 @@ describe('kill -9 of the API process mid-load', () => {
     const api = await fault.start('api', 'api');
     // Clients keep sending to the same address while the API is down and after it is back.
     const load = fault.load('sdk', { targets: () => [api.url] });
-    load.start({ accepted: 160, concurrency: 4, pauseMs: 20 });
+    // Until stopped: the load must still be going when the API dies and after it is back.
+    load.start({ accepted: 100_000, concurrency: 4, pauseMs: 20 });
     await pollUntil(() => load.accepted.length >= 40, { timeoutMs: 30_000, what: '40 accepted requests before the kill' });
 
     await api.kill();
@@ -27,7 +28,7 @@ describe('kill -9 of the API process mid-load', () => {
       timeoutMs: 30_000,
       what: '40 requests accepted by the restarted API',
     });
-    await load.finished();
+    await load.stop();
     assert.ok(restarted.alive);
 
     await fault.settle();

@@ -55,10 +55,10 @@ export class ImpressionLoad {
     return this.sent.filter((r) => r.status === status).length;
   }
 
-  /** Statuses seen, e.g. `202×120 503×14 error×3`. */
-  statusSummary(): string {
+  /** Statuses seen (from request `from` on), e.g. `202×120 503×14 error×3`; `error` includes requests still under way. */
+  statusSummary(from = 0): string {
     const counts = new Map<string, number>();
-    for (const r of this.sent) counts.set(String(r.status), (counts.get(String(r.status)) ?? 0) + 1);
+    for (const r of this.sent.slice(from)) counts.set(String(r.status), (counts.get(String(r.status)) ?? 0) + 1);
     return [...counts].map(([status, n]) => `${status}×${n}`).join(' ');
   }
 

@@ -25,12 +25,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Polls `check` every `everyMs` until it returns true; throws naming `what` after `timeoutMs`. */
-export async function pollUntil(check: () => boolean | Promise<boolean>, options: { timeoutMs: number; what: string; everyMs?: number }): Promise<void> {
+/** Polls `check` every `everyMs` until it returns true; throws naming `what` (computed then, if a function) after `timeoutMs`. */
+export async function pollUntil(check: () => boolean | Promise<boolean>, options: { timeoutMs: number; what: string | (() => string); everyMs?: number }): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${options.what}`);
+    if (Date.now() >= deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${typeof options.what === 'string' ? options.what : options.what()}`);
     // The polling interval of an observable state, not a synchronisation sleep.
     await delay(options.everyMs ?? 100);
   }
