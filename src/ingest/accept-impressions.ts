@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
 import { AppError } from '../domain/errors.js';
@@ -29,10 +30,12 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
       // Commands would wait for the reconnect; a client is better told to retry now (SDKs retry once).
       if (deps.redis.status !== 'ready') throw new AppError('FLAGSTREAM_ERR_REDIS', 'the queue (Redis) is unreachable; nothing was accepted, retry later');
       await assertBacklogRoom();
-      // The job and its count in the ledger are written together: received is exact.
+      // The job and its count in the ledger are written together: received is exact. A fixed job
+      // id and a count applied once keep it so when a lost reply makes ioredis run it twice.
+      const jobId = randomUUID();
       const multi = await queueTransaction(deps.queues.ingest);
-      await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, impressions } }]);
-      deps.ledger.countReceived(multi, environmentId, impressions.length);
+      await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, impressions }, opts: { jobId } }]);
+      deps.ledger.countReceived(multi, environmentId, impressions.length, `received:${jobId}`);
       await execAll(multi);
       deps.metrics.impressionsReceived.inc({ source }, impressions.length);
       return impressions.length;

@@ -25,6 +25,8 @@ export interface DeliveryJobData {
   readonly firstAttemptAt?: number;
   /** Set on jobs created by a replay: the dead letter they came from. */
   readonly replayOf?: string;
+  /** How many attempts settled something so far: names each settlement, so it counts once. */
+  readonly settlements?: number;
 }
 
 export interface Queues {

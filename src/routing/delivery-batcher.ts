@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
@@ -111,19 +112,21 @@ export class DeliveryBatcher {
           for (const waiter of batch.waiters) waiter.reject(error);
         },
       );
-    // The batch, its count in the ledger and the markers of its routing jobs: one transaction.
+    // The batch, its count in the ledger and the markers of its routing jobs: one transaction,
+    // safe to run twice (a lost reply is re-sent): fixed job ids, a count applied once per flush.
+    const flushId = randomUUID();
     const account = (multi: ChainableCommander) => {
-      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.items.length);
+      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.items.length, `routed:${flushId}`);
       for (const jobId of batch.routingJobIds) this.options.ledger.markShareWritten(multi, jobId, destinationId);
     };
-    if (batch.staged) return settle(this.options.staging.stage(destinationId, batch.items, account));
+    if (batch.staged) return settle(this.options.staging.stage(destinationId, batch.items, flushId, account));
     const size = Number.isFinite(maxItems) ? maxItems : batch.items.length;
     const jobs: { name: string; data: DeliveryJobData; opts: JobsOptions }[] = [];
-    for (let start = 0; start < batch.items.length; start += size) {
+    for (let start = 0, part = 0; start < batch.items.length; start += size, part += 1) {
       jobs.push({
         name: destinationId,
         data: { destinationId, environmentId: batch.environmentId, items: batch.items.slice(start, start + size) },
-        opts: { attempts: batch.attempts, backoff: { type: 'destination' } },
+        opts: { jobId: `${flushId}-${part}`, attempts: batch.attempts, backoff: { type: 'destination' } },
       });
     }
     return settle(

@@ -16,6 +16,14 @@ redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
 return 1`;
 
+const stageScript = `
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 86400000) == false then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'count', ARGV[2])
+redis.call('HSETNX', KEYS[3], 'firstAt', ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[4])
+return 1`;
+
 /** A claim older than this was left by a process that died mid-flush: another process finishes it. */
 const abandonedClaimMs = 60_000;
 
@@ -41,17 +49,27 @@ export class StagingBuffer {
       logger: Logger;
       clock: () => number;
     },
-  ) {}
+  ) {
+    deps.redis.defineCommand('flagstreamStage', { numberOfKeys: 4, lua: stageScript });
+  }
 
-  /** Appends items; `alsoIn` adds the caller's own commands (ledger counts) to the same transaction. */
-  async stage(destinationId: string, items: readonly Impression[], alsoIn?: (multi: ChainableCommander) => void): Promise<void> {
+  /**
+   * Appends items once per `appendId` (a transaction re-sent after a lost reply appends nothing
+   * more); `alsoIn` adds the caller's own commands (ledger counts) to the same transaction.
+   */
+  async stage(destinationId: string, items: readonly Impression[], appendId: string, alsoIn?: (multi: ChainableCommander) => void): Promise<void> {
     const { redis, keys, clock } = this.deps;
-    const multi = redis
-      .multi()
-      .rpush(keys.stagingList(destinationId), JSON.stringify(items))
-      .hincrby(keys.stagingMeta(destinationId), 'count', items.length)
-      .hsetnx(keys.stagingMeta(destinationId), 'firstAt', String(clock()))
-      .sadd(keys.stagingIndex, destinationId);
+    const multi = redis.multi();
+    (multi as ChainableCommander & { flagstreamStage(...args: (string | number)[]): ChainableCommander }).flagstreamStage(
+      keys.stagingAppended(appendId),
+      keys.stagingList(destinationId),
+      keys.stagingMeta(destinationId),
+      keys.stagingIndex,
+      JSON.stringify(items),
+      items.length,
+      clock(),
+      destinationId,
+    );
     alsoIn?.(multi);
     await execAll(multi);
   }

@@ -39,10 +39,21 @@ export type LedgerScope = { readonly destinationId: string; readonly environment
 export interface LedgerStore {
   /** The hash a dead letter or replay of `scope` counts in. */
   hashOf(scope: LedgerScope): string;
-  countReceived(multi: ChainableCommander, environmentId: string, count: number): void;
+  /*
+   * The count* methods queue a count on `multi` that applies once per `onceKey`, however often
+   * the transaction runs: ioredis re-sends a transaction whose reply was lost when it reconnects,
+   * so a transaction may run twice, and its writes must not count twice.
+   */
+  countReceived(multi: ChainableCommander, environmentId: string, count: number, onceKey: string): void;
   /** Impressions written into delivery jobs (or the staging buffer) for a destination. */
-  countRouted(multi: ChainableCommander, destinationId: string, environmentId: string, count: number): void;
-  countSettled(multi: ChainableCommander, destinationId: string, environmentId: string, delivered: number, skipped: number): void;
+  countRouted(multi: ChainableCommander, destinationId: string, environmentId: string, count: number, onceKey: string): void;
+  countSettled(multi: ChainableCommander, destinationId: string, environmentId: string, delivered: number, skipped: number, onceKey: string): void;
+  /**
+   * Marks a delivery job finished (in its last settlement), so that the job, added again by a
+   * re-sent transaction after it completed and was removed, does nothing.
+   */
+  markDeliveryFinished(multi: ChainableCommander, jobId: string): void;
+  isDeliveryFinished(jobId: string): Promise<boolean>;
   /** Remembers that a routing job's share for a destination is durable, so its retries skip it. */
   markShareWritten(multi: ChainableCommander, routingJobId: string, destinationId: string): void;
   sharesWritten(routingJobId: string): Promise<Set<string>>;
@@ -69,30 +80,50 @@ redis.call('HINCRBY', KEYS[2], 'routed', ARGV[3])
 for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], 'dropped:' .. ARGV[i], ARGV[i + 1]) end
 return 1`;
 
+// Counts `field n` pairs into a hash (and its id into an index) unless the marker says this
+// transaction already ran.
+const countOnceScript = `
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+redis.call('SADD', KEYS[3], ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1`;
+
+type CountOnce = { flagstreamCountOnce(...args: (string | number)[]): ChainableCommander };
+
 const numberFields = (hash: Record<string, string>, field: string): number => Number(hash[field] ?? 0);
 
 export function createLedgerStore(deps: { redis: Redis; keys: RedisKeys; markerTtlMs: number }): LedgerStore {
   const { redis, keys, markerTtlMs } = deps;
   const ttl = String(markerTtlMs);
+  redis.defineCommand('flagstreamCountOnce', { numberOfKeys: 3, lua: countOnceScript });
+  const countOnce = (multi: ChainableCommander, onceKey: string, hash: string, index: string, member: string, counts: readonly (readonly [string, number])[]) => {
+    const fields = counts.filter(([, n]) => n !== 0).flatMap(([field, n]) => [field, n]);
+    if (fields.length > 0) (multi as ChainableCommander & CountOnce).flagstreamCountOnce(keys.ledgerOnce(onceKey), hash, index, markerTtlMs, member, ...fields);
+  };
   return {
     hashOf(scope) {
       return scope.destinationId === undefined ? keys.ledgerEnvironment(scope.environmentId) : keys.ledgerDestination(scope.destinationId);
     },
-    countReceived(multi, environmentId, count) {
-      multi.sadd(keys.ledgerEnvironments, environmentId).hincrby(keys.ledgerEnvironment(environmentId), 'received', count);
+    countReceived(multi, environmentId, count, onceKey) {
+      countOnce(multi, onceKey, keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, environmentId, [['received', count]]);
     },
-    countRouted(multi, destinationId, environmentId, count) {
-      multi
-        .sadd(keys.ledgerDestinations, destinationId)
-        .hset(keys.ledgerDestination(destinationId), { environmentId })
-        .hincrby(keys.ledgerDestination(destinationId), 'routed', count);
+    countRouted(multi, destinationId, environmentId, count, onceKey) {
+      multi.hset(keys.ledgerDestination(destinationId), { environmentId });
+      countOnce(multi, onceKey, keys.ledgerDestination(destinationId), keys.ledgerDestinations, destinationId, [['routed', count]]);
     },
-    countSettled(multi, destinationId, environmentId, delivered, skipped) {
+    countSettled(multi, destinationId, environmentId, delivered, skipped, onceKey) {
       if (delivered === 0 && skipped === 0) return;
-      const hash = keys.ledgerDestination(destinationId);
-      multi.sadd(keys.ledgerDestinations, destinationId).hset(hash, { environmentId });
-      if (delivered > 0) multi.hincrby(hash, 'delivered', delivered);
-      if (skipped > 0) multi.hincrby(hash, 'skipped', skipped);
+      multi.hset(keys.ledgerDestination(destinationId), { environmentId });
+      countOnce(multi, onceKey, keys.ledgerDestination(destinationId), keys.ledgerDestinations, destinationId, [
+        ['delivered', delivered],
+        ['skipped', skipped],
+      ]);
+    },
+    markDeliveryFinished(multi, jobId) {
+      multi.set(keys.deliveryFinished(jobId), '1', 'PX', markerTtlMs);
+    },
+    async isDeliveryFinished(jobId) {
+      return (await redis.exists(keys.deliveryFinished(jobId))) === 1;
     },
     markShareWritten(multi, routingJobId, destinationId) {
       multi.sadd(keys.ledgerRoutingShares(routingJobId), destinationId).pexpire(keys.ledgerRoutingShares(routingJobId), markerTtlMs);

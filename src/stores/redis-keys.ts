@@ -22,6 +22,8 @@ export function redisKeys(prefix: string) {
     stagingMeta: (destinationId: string) => `${prefix}:staging:${destinationId}:meta`,
     stagingClaimed: (claimId: string) => `${prefix}:staging:claimed:${claimId}`,
     stagingClaimedIndex: `${prefix}:staging:claimed`,
+    stagingAppended: (appendId: string) => `${prefix}:staging:appended:${appendId}`,
+    deliveryFinished: (jobId: string) => `${prefix}:delivery:finished:${jobId}`,
     liveTailChannel: `${prefix}:tail`,
     ledgerEnvironments: `${prefix}:ledger:environments`,
     ledgerEnvironment: (environmentId: string) => `${prefix}:ledger:environment:${environmentId}`,

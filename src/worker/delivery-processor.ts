@@ -127,9 +127,12 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
         lastAttemptAt: now,
       });
     }
-    deps.ledger.countSettled(multi, destinationId, environmentId, result.delivered, result.skipped);
-    const data: DeliveryJobData = { ...job.data, items: [...result.remaining] };
+    // Named by the job and its settlement count: the same transaction run twice counts once.
+    const settlement = job.data.settlements ?? 0;
+    deps.ledger.countSettled(multi, destinationId, environmentId, result.delivered, result.skipped, `settled:${job.id ?? ''}:${settlement}`);
+    const data: DeliveryJobData = { ...job.data, items: [...result.remaining], settlements: settlement + 1 };
     multi.hset(deps.queue.toKey(job.id ?? ''), { data: JSON.stringify(data) });
+    if (result.remaining.length === 0) deps.ledger.markDeliveryFinished(multi, job.id ?? '');
     await execAll(multi);
     job.data = data;
     for (const letter of result.deadLetters) {
@@ -160,12 +163,13 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
   const processJob = async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
     const { destinationId, items } = job.data;
     const now = deps.clock();
+    // Added again by a re-sent transaction after it had finished: nothing left to do.
+    if (items.length === 0 || (await deps.ledger.isDeliveryFinished(job.id ?? ''))) return { delivered: 0, skipped: 0, deadLettered: 0 };
     // A job that keeps killing its worker (each crash leaves it stalled, without a failed attempt)
     // must end too: past its budget it is dead-lettered before it can crash anything again.
     if (job.stalledCounter > deps.maxJobCrashes + job.attemptsMade) {
       return deadLetterAll(job, 'worker_crashed', `the job was in progress when its worker stopped ${job.stalledCounter} times`);
     }
-    if (items.length === 0) return { delivered: 0, skipped: 0, deadLettered: 0 };
     const destination = deps.config.current().destinations.get(destinationId);
     if (destination === undefined) return deadLetterAll(job, 'destination_deleted', `destination "${destinationId}" no longer exists`);
     const policy = destination.destination.delivery;
