@@ -21,7 +21,8 @@ export interface RunningWorkers {
   readonly routing: Worker<IngestJobData>;
   readonly delivery: Worker<DeliveryJobData>;
   readonly staging: StagingBuffer;
-  close(): Promise<void>;
+  /** Deliveries still in flight `abortInFlightAfterMs` (default 10 s) after close begins are aborted (and retried later). */
+  close(options?: { abortInFlightAfterMs?: number }): Promise<void>;
 }
 
 const userAgent = 'flagstream/0.1 (+https://github.com/flagstream/flagstream)';
@@ -72,7 +73,9 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     },
   );
   for (const worker of [routing, delivery]) {
-    worker.on('error', (error) => ctx.logger.error({ err: error, queue: worker.name }, 'worker error'));
+    worker.on('error', (error) => {
+      if (!ctx.outages.absorb(error, `worker ${worker.name}`)) ctx.logger.error({ err: error, queue: worker.name }, 'worker error');
+    });
     worker.on('failed', (job, error) => {
       // Expected for retries; a job that lands in the failed set for good is a bug worth a log line.
       if (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1)) ctx.logger.error({ err: error, queue: worker.name, jobId: job.id }, 'job failed for good');
@@ -97,16 +100,16 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     routing,
     delivery,
     staging,
-    async close() {
+    async close(closeOptions = {}) {
+      // Counted from the start, wherever closing is when it fires.
+      const force = setTimeout(() => shutdown.abort(), closeOptions.abortInFlightAfterMs ?? 10_000);
       clearInterval(trim);
       stopWatching();
       await staging.stop();
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
       await routing.close();
       await batcher.drain();
-      const closing = delivery.close();
-      const force = setTimeout(() => shutdown.abort(), 10_000);
-      await closing;
+      await delivery.close();
       clearTimeout(force);
       transport.close();
     },
