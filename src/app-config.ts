@@ -23,6 +23,7 @@ export const EnvSchema = z.object({
   FLAGSTREAM_BATCH_WAIT_CAP_MS: z.coerce.number().int().min(0).default(1000).describe('Longest time routing holds impressions to fill a batch'),
   FLAGSTREAM_DEAD_LETTER_RETENTION: z.string().default('14d'),
   FLAGSTREAM_MAX_DELIVERY_AGE: z.string().default('3d'),
+  FLAGSTREAM_SHUTDOWN_TIMEOUT: z.string().default('15s').describe('Longest time serve takes to exit after SIGTERM or SIGINT'),
   FLAGSTREAM_REDIS_DIR: z.string().default('.flagstream/redis').describe('Data folder of the private redis-server child'),
   FLAGSTREAM_TRUST_PROXY: bool.default(false),
   FLAGSTREAM_AUTH_FAILURE_LIMIT: z.coerce.number().int().min(0).default(30).describe('Failed ingest/admin authentications per client IP per window before 429; 0: no limit'),

@@ -1,4 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createConfigService } from '../admin/config-service.js';
 import { createLedgerService } from '../admin/ledger-service.js';
@@ -11,15 +12,46 @@ import { createHttpTransport } from '../delivery/http-transport.js';
 import { testDestination } from '../delivery/test-destination.js';
 import { AppError } from '../domain/errors.js';
 import { type AppContext, durationMs } from '../runtime/app-context.js';
+import { isRedisUnavailable } from '../runtime/redis-outage-log.js';
+import { settlesWithin } from '../runtime/settles-within.js';
 import { createAuthFailureLimiter } from './auth-guard.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerJsonBody } from './plugins/json-body.js';
 import { registerAdminRoutes } from './routes/admin.routes.js';
 import { registerIngestRoutes } from './routes/ingest.routes.js';
 
+/** How long a client may take over each part of an exchange before its connection is closed. */
+export interface HttpTimeouts {
+  /** To send the request line and headers. */
+  readonly headersMs: number;
+  /** To send the whole request, body included (answered 408). */
+  readonly requestMs: number;
+  /** Without a byte either way while a request is in progress (e.g. not reading the answer). */
+  readonly idleMs: number;
+  /** Between two requests on a kept-alive connection: longer than load balancers' usual 60 s, so they close first. */
+  readonly keepAliveMs: number;
+  /** How often node checks the header and request timeouts (its default, 30 s, would add up to that much to them). */
+  readonly checkEveryMs: number;
+}
+
+export const defaultHttpTimeouts: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, idleMs: 60_000, keepAliveMs: 72_000, checkEveryMs: 1000 };
+
+export interface ServerOptions {
+  readonly logger?: Logger | false;
+  /** The state of this process's workers, for /readyz; absent when the process runs none. */
+  readonly workers?: () => 'ok' | 'starting' | 'stopped';
+  readonly timeouts?: Partial<HttpTimeouts>;
+}
+
+/** How long /readyz waits for Redis' PING before answering 503. */
+const readinessPingTimeoutMs = 1000;
+
 /** The HTTP adapter: ingest, admin and operations routes over the shared context. Never listens. */
-export function buildServer(ctx: AppContext, options: { logger?: Logger | false } = {}): FastifyInstance {
+export function buildServer(ctx: AppContext, options: ServerOptions = {}): FastifyInstance {
   const maxBytes = ctx.env.FLAGSTREAM_MAX_BODY_BYTES;
+  const timeouts = { ...defaultHttpTimeouts, ...options.timeouts };
+  // Every Redis call made while serving a request goes through this connection: none waits for long.
+  const { serving } = ctx;
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger at run time; the cast only narrows fastify's generics.
     loggerInstance: (options.logger === false ? undefined : (options.logger ?? ctx.logger)) as FastifyBaseLogger | undefined,
@@ -27,12 +59,21 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
     trustProxy: ctx.env.FLAGSTREAM_TRUST_PROXY,
     // One log line per ingest request would cost more than the request at high rates.
     logController: new LogController({ disableRequestLogging: true }),
+    http: { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs },
+    requestTimeout: timeouts.requestMs,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // close() ends idle kept-alive connections at once; closeServer ends the others after a grace period.
+    forceCloseConnections: 'idle',
   });
   registerErrorHandler(app);
   registerJsonBody(app, maxBytes);
+  app.addHook('onError', async (_request, _reply, error) => {
+    ctx.outages.absorb(error, 'http');
+  });
 
-  const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, ledger: ctx.ledger, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
-  const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
+  const ingest = createIngestService({ queues: serving.queues, redis: serving.redis, ledger: serving.ledger, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
+  const configService = createConfigService({ store: serving.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;
     if (endpoint !== undefined && !endpoint.startsWith('/admin') && request.method === 'POST') {
@@ -44,17 +85,17 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
     windowMs: durationMs(ctx.env.FLAGSTREAM_AUTH_FAILURE_WINDOW, 'FLAGSTREAM_AUTH_FAILURE_WINDOW'),
     clock: ctx.clock,
   });
-  registerIngestRoutes(app, { config: ctx.config, ingest, stats: ctx.stats, metrics: ctx.metrics, clock: ctx.clock, authFailures });
+  registerIngestRoutes(app, { config: ctx.config, ingest, stats: serving.stats, metrics: ctx.metrics, clock: ctx.clock, authFailures });
   const current = () => ctx.config.current();
   registerAdminRoutes(app, {
     adminToken: ctx.env.ADMIN_TOKEN,
     authFailures,
     configService,
-    stats: ctx.stats,
-    ledger: createLedgerService({ redis: ctx.redis, keys: ctx.keys, ledger: ctx.ledger, queues: ctx.queues }),
-    deadLetters: createDeadLettersService({ store: ctx.deadLetters, queues: ctx.queues, config: current, clock: ctx.clock }),
-    destinationHealth: createDestinationHealthService({ health: ctx.health, deliveryQueue: ctx.queues.delivery, config: current, clock: ctx.clock }),
-    deliveryQueue: ctx.queues.delivery,
+    stats: serving.stats,
+    ledger: createLedgerService({ redis: serving.redis, keys: ctx.keys, ledger: serving.ledger, queues: serving.queues }),
+    deadLetters: createDeadLettersService({ store: serving.deadLetters, queues: serving.queues, config: current, clock: ctx.clock }),
+    destinationHealth: createDestinationHealthService({ health: serving.health, deliveryQueue: serving.queues.delivery, config: current, clock: ctx.clock }),
+    deliveryQueue: serving.queues.delivery,
     clock: ctx.clock,
     connectors: () => ctx.registry.list().map(describeConnector),
     testDestination: async (destinationId) => {
@@ -74,18 +115,50 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    const pong = await ctx.redis.ping().catch(() => 'down');
-    return reply.status(pong === 'PONG' ? 200 : 503).send({ status: pong === 'PONG' ? 'ready' : 'redis unreachable' });
+    const checks: Record<string, string> = { redis: await redisReadiness(serving.redis) };
+    if (options.workers !== undefined) checks.workers = options.workers();
+    const notReady = Object.keys(checks).filter((name) => checks[name] !== 'ok');
+    return reply.status(notReady.length === 0 ? 200 : 503).send(notReady.length === 0 ? { status: 'ready', checks } : { status: 'not ready', notReady, checks });
   });
   app.get('/metrics', async (_request, reply) => {
-    const [ingestCounts, deliveryCounts] = await Promise.all([
-      ctx.queues.ingest.getJobCounts('waiting', 'active', 'delayed', 'failed'),
-      ctx.queues.delivery.getJobCounts('waiting', 'active', 'delayed', 'failed'),
-    ]);
-    for (const [queue, counts] of [['ingest', ingestCounts], ['delivery', deliveryCounts]] as const) {
-      for (const [state, count] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue, state }, count);
+    try {
+      const [ingestCounts, deliveryCounts] = await Promise.all([
+        serving.queues.ingest.getJobCounts('waiting', 'active', 'delayed', 'failed'),
+        serving.queues.delivery.getJobCounts('waiting', 'active', 'delayed', 'failed'),
+      ]);
+      for (const [queue, counts] of [['ingest', ingestCounts], ['delivery', deliveryCounts]] as const) {
+        for (const [state, count] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue, state }, count);
+      }
+      ctx.metrics.redisUp.set(1);
+    } catch (error) {
+      if (!isRedisUnavailable(error)) throw error;
+      // The process's own metrics still answer; queue counts it cannot read are absent, not stale.
+      ctx.metrics.queueJobs.reset();
+      ctx.metrics.redisUp.set(0);
     }
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
   return app;
+}
+
+async function redisReadiness(redis: Redis): Promise<string> {
+  if (redis.status !== 'ready') return `unreachable (connection ${redis.status})`;
+  const ping = redis.ping().then(
+    (answer) => (answer === 'PONG' ? 'ok' : `unexpected answer to PING: ${answer}`),
+    (error: unknown) => `unreachable (${error instanceof Error ? error.message : String(error)})`,
+  );
+  return (await settlesWithin(ping, readinessPingTimeoutMs)) ? ping : `unreachable (no answer to PING within ${readinessPingTimeoutMs} ms)`;
+}
+
+/**
+ * Stops taking connections, closes idle ones at once, and gives requests in progress `graceMs`
+ * before closing their connections too (what they had durably accepted stays accepted).
+ */
+export async function closeServer(app: FastifyInstance, graceMs: number): Promise<void> {
+  const cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(cut);
+  }
 }

@@ -63,6 +63,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['queue', 'state'] as const,
       registers: [registry],
     }),
+    redisUp: new Gauge({
+      name: 'flagstream_redis_up',
+      help: '1 when this scrape read the queue counts from Redis, 0 when Redis was unreachable (flagstream_queue_jobs is then absent)',
+      registers: [registry],
+    }),
   };
   return metrics;
 }

@@ -13,20 +13,32 @@ import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
 import { type ConfigWatcher, startConfigWatcher } from './config-watcher.js';
+import { closeConnection, requestConnectionOptions } from './redis-connection.js';
+import { createRedisOutageLog, type RedisOutageLog } from './redis-outage-log.js';
 
-/** Everything the adapters (api, worker, cli) share, built once from real resources and passed down. */
-export interface AppContext {
-  readonly env: AppEnv;
-  readonly logger: Logger;
+/** The stores and queues over one Redis connection. */
+export interface Stores {
   readonly redis: Redis;
-  readonly keys: RedisKeys;
-  readonly registry: ConnectorRegistry;
   readonly configStore: ConfigStore;
   readonly stats: StatsStore;
   readonly deadLetters: DeadLetterStore;
   readonly ledger: LedgerStore;
   readonly health: HealthStore;
   readonly queues: Queues;
+}
+
+/** Everything the adapters (api, worker, cli) share, built once from real resources and passed down. */
+export interface AppContext extends Stores {
+  readonly env: AppEnv;
+  readonly logger: Logger;
+  readonly keys: RedisKeys;
+  readonly registry: ConnectorRegistry;
+  /**
+   * The same stores over a connection that never makes an HTTP request wait on Redis (see
+   * `requestConnectionOptions`): the API uses these; workers and the CLI use the patient ones.
+   */
+  readonly serving: Stores;
+  readonly outages: RedisOutageLog;
   readonly config: ConfigWatcher;
   readonly metrics: Metrics;
   readonly clock: () => number;
@@ -53,35 +65,57 @@ export async function createAppContext(deps: {
   const registry = deps.registry ?? new ConnectorRegistry();
   const clock = deps.clock ?? Date.now;
   const secrets = createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY);
-  const configStore = createConfigStore({ redis, keys, registry, secrets });
-  const queues = createQueues(redis, keys);
+  const retentionMs = durationMs(env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION');
+  const outages = createRedisOutageLog(logger);
+  outages.watch(redis, 'main');
+  const storesOver = (connection: Redis): Stores => {
+    const queues = createQueues(connection, keys);
+    for (const queue of [queues.ingest, queues.delivery]) {
+      // BullMQ forwards its connection's errors to a queue only when someone listens: listen, so that other errors are seen too.
+      queue.on('error', (error) => {
+        if (!outages.absorb(error, `queue ${queue.name}`)) logger.error({ err: error, queue: queue.name }, 'queue error');
+      });
+    }
+    return {
+      redis: connection,
+      configStore: createConfigStore({ redis: connection, keys, registry, secrets }),
+      stats: createStatsStore({ redis: connection, keys }),
+      deadLetters: createDeadLetterStore({ redis: connection, keys, retentionMs, clock }),
+      // Markers must outlive every retry of their job, which the delivery age bounds.
+      ledger: createLedgerStore({ redis: connection, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
+      health: createHealthStore({ redis: connection, keys }),
+      queues,
+    };
+  };
+  const patient = storesOver(redis);
+  const requestRedis = redis.duplicate(requestConnectionOptions);
+  outages.watch(requestRedis, 'requests');
+  await requestRedis.connect();
+  const serving = storesOver(requestRedis);
   const config = await startConfigWatcher({
     redis,
     keys,
-    store: configStore,
+    store: patient.configStore,
     registry,
     logger,
+    outages,
     ...(deps.configPollIntervalMs === undefined ? {} : { pollIntervalMs: deps.configPollIntervalMs }),
   });
   return {
     env,
     logger,
-    redis,
+    ...patient,
     keys,
     registry,
-    configStore,
-    stats: createStatsStore({ redis, keys }),
-    // Markers must outlive every retry of their job, which the delivery age bounds.
-    ledger: createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
-    deadLetters: createDeadLetterStore({ redis, keys, retentionMs: durationMs(env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION'), clock }),
-    health: createHealthStore({ redis, keys }),
-    queues,
+    serving,
+    outages,
     config,
     metrics: deps.metrics ?? createMetrics(),
     clock,
     async close() {
       await config.close();
-      await queues.close();
+      await Promise.all([patient.queues.close(), serving.queues.close()]);
+      await closeConnection(requestRedis);
     },
   };
 }

@@ -4,6 +4,7 @@ import type { ConnectorRegistry } from '../connectors/registry.js';
 import type { ConfigStore } from '../stores/config-store.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
 import { buildConfigSnapshot, type ConfigSnapshot } from './config-snapshot.js';
+import type { RedisOutageLog } from './redis-outage-log.js';
 
 export interface ConfigWatcher {
   current(): ConfigSnapshot;
@@ -24,6 +25,7 @@ export async function startConfigWatcher(deps: {
   store: ConfigStore;
   registry: ConnectorRegistry;
   logger: Logger;
+  outages: RedisOutageLog;
   pollIntervalMs?: number;
 }): Promise<ConfigWatcher> {
   const { redis, keys, store, registry, logger } = deps;
@@ -57,6 +59,7 @@ export async function startConfigWatcher(deps: {
   };
 
   const subscriber = redis.duplicate();
+  deps.outages.watch(subscriber, 'config subscriber');
   await subscriber.subscribe(keys.configChannel);
   subscriber.on('message', refreshQuietly);
   const poll = setInterval(refreshQuietly, deps.pollIntervalMs ?? 2000);

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppError } from '../domain/errors.js';
+import { settlesWithin } from './settles-within.js';
 
 export interface RedisConnection {
   readonly redis: Redis;
@@ -16,6 +17,28 @@ export interface RedisConnection {
 }
 
 const standardUrl = 'redis://127.0.0.1:6379';
+
+/** How long a command issued while serving an HTTP request may wait for Redis' answer. */
+export const requestCommandTimeoutMs = 2000;
+
+/**
+ * Options of the connection HTTP handlers use (a duplicate of the main one): a request never
+ * waits for a reconnect (no offline queue: commands fail at once while Redis is unreachable)
+ * nor on a Redis that stopped answering (command timeout). The main connection stays patient:
+ * BullMQ's workers need commands to wait for a reconnect (`maxRetriesPerRequest: null`), and its
+ * blocking commands, on duplicates of it, must have no timeout.
+ */
+export const requestConnectionOptions = { lazyConnect: true, enableOfflineQueue: false, commandTimeout: requestCommandTimeoutMs, maxRetriesPerRequest: 0 } as const;
+
+/** How long closing waits for QUIT (pending replies) and for a private redis-server to stop. */
+const quitTimeoutMs = 1000;
+const childStopTimeoutMs = 3000;
+
+/** Closes `redis` politely when it answers, at once when it does not (QUIT would wait for a reconnect). */
+export async function closeConnection(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') await settlesWithin(redis.quit(), quitTimeoutMs);
+  redis.disconnect();
+}
 
 function client(url: string, probing: boolean): Redis {
   return new Redis(url, {
@@ -101,7 +124,8 @@ export async function connectRedis(options: {
     throw new AppError('FLAGSTREAM_ERR_REDIS', `cannot reach Redis at ${redactUrl(url)} (REDIS_URL); is it running?`);
   }
   const redis = client(url, false);
-  redis.on('error', (error) => options.logger.warn({ err: error.message }, 'redis connection error'));
+  // Only so that ioredis does not print "Unhandled error event": the context's outage log reports them (runtime/redis-outage-log.ts).
+  redis.on('error', () => undefined);
   await redis.connect();
   try {
     await assertNoEviction(redis, url);
@@ -115,11 +139,12 @@ export async function connectRedis(options: {
     url,
     child,
     async close() {
-      await redis.quit().catch(() => redis.disconnect());
+      await closeConnection(redis);
       if (child !== undefined && child.exitCode === null) {
         const exited = new Promise((done) => child?.once('exit', done));
         child.kill('SIGTERM');
-        await exited;
+        // A redis-server that does not stop on SIGTERM is wedged (appendonly keeps all but its last second).
+        if (!(await settlesWithin(exited, childStopTimeoutMs))) child.kill('SIGKILL');
       }
     },
   };

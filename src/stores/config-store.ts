@@ -78,7 +78,10 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
     async updateEnvironment(id, change) {
       for (let attempt = 0; attempt < 20; attempt += 1) {
         // WATCH needs a connection of its own: a shared one would watch for other callers too.
-        const connection = redis.duplicate();
+        // It queues commands until it is connected (a request connection refuses them offline);
+        // its errors reach the caller as the commands' rejections, hence the quiet listener.
+        const connection = redis.duplicate({ enableOfflineQueue: true });
+        connection.on('error', () => undefined);
         try {
           await connection.watch(keys.configEnvironments);
           const raw = await connection.hget(keys.configEnvironments, id);

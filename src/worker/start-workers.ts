@@ -16,15 +16,14 @@ export interface WorkerOptions {
   readonly random?: () => number;
   /** How often the staging buffer looks for due batches. */
   readonly stagingIntervalMs?: number;
-  /** How long close() lets requests in flight finish before aborting them (they go back to the queue). */
-  readonly shutdownGraceMs?: number;
 }
 
 export interface RunningWorkers {
   readonly routing: Worker<IngestJobData>;
   readonly delivery: Worker<DeliveryJobData>;
   readonly staging: StagingBuffer;
-  close(): Promise<void>;
+  /** Deliveries still in flight `abortInFlightAfterMs` (default 10 s) after close begins are aborted (and retried later). */
+  close(options?: { abortInFlightAfterMs?: number }): Promise<void>;
 }
 
 const userAgent = 'flagstream/0.1 (+https://github.com/flagstream/flagstream)';
@@ -90,8 +89,21 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       settings: { backoffStrategy: createDeliveryBackoff({ config: ctx.config, random }) },
     },
   );
+  let closing = false;
+  const restarts = new Map<Worker, NodeJS.Timeout>();
   for (const worker of [routing, delivery]) {
-    worker.on('error', (error) => ctx.logger.error({ err: error, queue: worker.name }, 'worker error'));
+    worker.on('error', (error) => {
+      if (!ctx.outages.absorb(error, `worker ${worker.name}`)) ctx.logger.error({ err: error, queue: worker.name }, 'worker error');
+      // A run loop that failed (Redis gone while it was starting) stays stopped and the process
+      // would keep running with no worker: start it again once Redis may be back.
+      if (!closing && !worker.isRunning() && !restarts.has(worker)) {
+        const restart = setTimeout(() => {
+          restarts.delete(worker);
+          if (!closing && !worker.isRunning()) worker.run().catch((failure: unknown) => worker.emit('error', failure as Error));
+        }, 1_000);
+        restarts.set(worker, restart);
+      }
+    });
     worker.on('failed', (job, error) => {
       // Expected for retries; a job that lands in the failed set for good is a bug worth a log line.
       if (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1)) ctx.logger.error({ err: error, queue: worker.name, jobId: job.id }, 'job failed for good');
@@ -122,7 +134,11 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     routing,
     delivery,
     staging,
-    async close() {
+    async close(closeOptions = {}) {
+      closing = true;
+      for (const restart of restarts.values()) clearTimeout(restart);
+      // Counted from the start, wherever closing is when it fires.
+      const force = setTimeout(() => shutdown.abort(), closeOptions.abortInFlightAfterMs ?? 10_000);
       clearInterval(trim);
       clearInterval(sweep);
       stopWatching();
@@ -130,9 +146,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
       await routing.close();
       await batcher.drain();
-      const closing = delivery.close();
-      const force = setTimeout(() => shutdown.abort(), options.shutdownGraceMs ?? 10_000);
-      await closing;
+      await delivery.close();
       clearTimeout(force);
       transport.close();
     },

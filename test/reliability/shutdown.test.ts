@@ -14,7 +14,7 @@ describe('shutting down while a destination is slow', () => {
 
   before(async () => {
     receiver = await HttpReceiver.start();
-    app = await startTestApp({ workerOptions: { shutdownGraceMs: 100 } });
+    app = await startTestApp();
     await app.apply({
       environments: [
         {
@@ -36,7 +36,7 @@ describe('shutting down while a destination is slow', () => {
     const response = await postJson(`${app.url}/v1/impressions`, { impressions: [{ key: 'u1', split: 'f', treatment: 'on', time: 1_718_900_000_000 }] }, { authorization: 'Bearer sdk-s' });
     assert.equal(response.status, 202);
     await receiver.waitForRequests(1, 15_000);
-    await app.workers?.close();
+    await app.workers?.close({ abortInFlightAfterMs: 100 });
 
     const health = await app.ctx.health.get('hook-s');
     assert.equal(health.state, 'healthy');

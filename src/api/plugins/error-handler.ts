@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { AppError } from '../../domain/errors.js';
+import { isRedisUnavailable } from '../../runtime/redis-outage-log.js';
 
 interface ErrorBody {
   error: { code: string; message: string; field?: string; details?: readonly { field: string; message: string }[] };
@@ -17,13 +18,16 @@ const maxDetails = 100;
 
 /** AppError → `{ error: { code, message, field } }` with its status; 5xx details stay in the log. */
 export function registerErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+  app.setErrorHandler((thrown: FastifyError | AppError, request, reply) => {
+    // Redis unreachable or too slow: a 503 to retry, never a 500 (see requestConnectionOptions).
+    const error = isRedisUnavailable(thrown) ? new AppError('FLAGSTREAM_ERR_REDIS', 'Redis is unreachable or did not answer in time; retry later', { cause: thrown }) : thrown;
     if (error instanceof AppError) {
       const body: ErrorBody = { error: { code: error.code, message: error.message } };
       if (error.field !== undefined) body.error.field = error.field;
       if (error.details.length > 1) body.error.details = error.details.slice(0, maxDetails);
       if (error.httpStatus === 503) reply.header('retry-after', '5');
-      if (error.httpStatus >= 500) request.log.error({ err: error }, 'request failed');
+      // A 503 is a passing state (Redis outage, full backlog) that the outage log and the metrics report once, not per request.
+      if (error.httpStatus >= 500 && error.httpStatus !== 503) request.log.error({ err: error }, 'request failed');
       return reply.status(error.httpStatus).send(body);
     }
     const known = error.code === undefined ? undefined : fastifyCodes[error.code];
