@@ -25,6 +25,10 @@ export const EnvSchema = z.object({
   FLAGSTREAM_MAX_DELIVERY_AGE: z.string().default('3d'),
   FLAGSTREAM_REDIS_DIR: z.string().default('.flagstream/redis').describe('Data folder of the private redis-server child'),
   FLAGSTREAM_TRUST_PROXY: bool.default(false),
+  FLAGSTREAM_MONITOR_MINUTES_RETENTION: z.string().default('7d').describe('How long monitoring keeps minute buckets'),
+  FLAGSTREAM_MONITOR_HOURS_RETENTION: z.string().default('90d').describe('How long monitoring keeps hour buckets and daily unique keys'),
+  FLAGSTREAM_ADMIN_URL: z.string().url().optional().describe('Where `flagstream tail` finds the admin API; unset: http://127.0.0.1:$PORT'),
+  FLAGSTREAM_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: readable on a terminal, JSON lines otherwise'),
 });
 export type AppEnv = z.infer<typeof EnvSchema>;
 

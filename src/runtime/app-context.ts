@@ -3,12 +3,14 @@ import type { Logger } from 'pino';
 import type { AppEnv } from '../app-config.js';
 import { ConnectorRegistry } from '../connectors/registry.js';
 import { DurationSchema } from '../domain/duration.js';
+import { AppError } from '../domain/errors.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createQueues, type Queues } from '../queues/queues.js';
 import { type ConfigStore, createConfigStore } from '../stores/config-store.js';
 import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-letter-store.js';
 import { createHealthStore, type HealthStore } from '../stores/health-store.js';
 import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
+import { createMonitoringStore, type MonitoringStore } from '../stores/monitoring-store.js';
 import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
@@ -23,6 +25,7 @@ export interface AppContext {
   readonly registry: ConnectorRegistry;
   readonly configStore: ConfigStore;
   readonly stats: StatsStore;
+  readonly monitoring: MonitoringStore;
   readonly deadLetters: DeadLetterStore;
   readonly ledger: LedgerStore;
   readonly health: HealthStore;
@@ -53,6 +56,9 @@ export async function createAppContext(deps: {
   const registry = deps.registry ?? new ConnectorRegistry();
   const clock = deps.clock ?? Date.now;
   const secrets = createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY);
+  const minutesMs = durationMs(env.FLAGSTREAM_MONITOR_MINUTES_RETENTION, 'FLAGSTREAM_MONITOR_MINUTES_RETENTION');
+  const hoursMs = durationMs(env.FLAGSTREAM_MONITOR_HOURS_RETENTION, 'FLAGSTREAM_MONITOR_HOURS_RETENTION');
+  if (hoursMs < minutesMs) throw new AppError('FLAGSTREAM_ERR_CONFIG', 'FLAGSTREAM_MONITOR_HOURS_RETENTION must be at least FLAGSTREAM_MONITOR_MINUTES_RETENTION', { field: 'FLAGSTREAM_MONITOR_HOURS_RETENTION' });
   const configStore = createConfigStore({ redis, keys, registry, secrets });
   const queues = createQueues(redis, keys);
   const config = await startConfigWatcher({
@@ -63,6 +69,7 @@ export async function createAppContext(deps: {
     logger,
     ...(deps.configPollIntervalMs === undefined ? {} : { pollIntervalMs: deps.configPollIntervalMs }),
   });
+  const monitoring = createMonitoringStore({ redis, keys, clock, retention: { minutesMs, hoursMs } });
   return {
     env,
     logger,
@@ -70,7 +77,8 @@ export async function createAppContext(deps: {
     keys,
     registry,
     configStore,
-    stats: createStatsStore({ redis, keys }),
+    stats: createStatsStore({ redis, keys, monitoring }),
+    monitoring,
     // Markers must outlive every retry of their job, which the delivery age bounds.
     ledger: createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
     deadLetters: createDeadLetterStore({ redis, keys, retentionMs: durationMs(env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION'), clock }),

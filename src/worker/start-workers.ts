@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import { createDestinationGuard } from '../delivery/destination-guard.js';
 import { createHttpTransport } from '../delivery/http-transport.js';
@@ -6,6 +8,9 @@ import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueu
 import { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { StagingBuffer } from '../routing/staging-buffer.js';
 import { type AppContext, durationMs } from '../runtime/app-context.js';
+import { createDeliveryFailureLog } from '../observability/delivery-failure-log.js';
+import { createTailPublisher } from '../stores/live-tail-store.js';
+import { createWorkerRegistry } from '../stores/worker-registry-store.js';
 import { createDeliveryBackoff, createDeliveryProcessor } from './delivery-processor.js';
 import { sweepFailedJobs } from './failed-job-sweeper.js';
 import { createRouteProcessor } from './route-processor.js';
@@ -18,6 +23,10 @@ export interface WorkerOptions {
   readonly stagingIntervalMs?: number;
   /** How long close() lets requests in flight finish before aborting them (they go back to the queue). */
   readonly shutdownGraceMs?: number;
+  /** How often routing asks whether anyone watches the live tail (default 1 s). */
+  readonly tailCheckIntervalMs?: number;
+  /** Failed delivery attempts of a destination are logged at most once per this window, plus a summary (default 60 s). */
+  readonly failureLogWindowMs?: number;
 }
 
 export interface RunningWorkers {
@@ -47,6 +56,8 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS, maxStalledCount: 1_000_000 };
   const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, ledger: ctx.ledger, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
 
+  const failureLog = createDeliveryFailureLog({ logger: ctx.logger, clock: ctx.clock, windowMs: options.failureLogWindowMs ?? 60_000 });
+
   const routing = new Worker<IngestJobData>(
     ingestQueueName,
     createRouteProcessor({
@@ -58,6 +69,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       metrics: ctx.metrics,
       logger: ctx.logger,
       clock: ctx.clock,
+      tail: createTailPublisher({ redis, keys, clock: ctx.clock, checkIntervalMs: options.tailCheckIntervalMs ?? 1000 }),
       maxJobCrashes: env.FLAGSTREAM_MAX_JOB_CRASHES,
     }),
     { connection: redis, prefix: keys.bullPrefix, concurrency: env.FLAGSTREAM_ROUTING_CONCURRENCY, ...locking },
@@ -74,6 +86,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       platform: { http: transport },
       metrics: ctx.metrics,
       logger: ctx.logger,
+      failureLog,
       clock: ctx.clock,
       random,
       maxDeliveryAgeMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE'),
@@ -117,6 +130,13 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   sweepFailed();
   const sweep = setInterval(sweepFailed, 60_000);
   sweep.unref();
+  // Announced for /readyz: renewed every 10 s, lapses 30 s after the process stops renewing.
+  const workerRegistry = createWorkerRegistry({ redis, keys, clock: ctx.clock });
+  const self = { id: randomUUID(), host: hostname(), pid: process.pid, startedAt: new Date(ctx.clock()).toISOString() };
+  const announce = () => void workerRegistry.announce(self, 30_000).catch((error: unknown) => ctx.logger.debug({ err: error }, 'worker announcement failed; will retry'));
+  announce();
+  const heartbeat = setInterval(announce, 10_000);
+  heartbeat.unref();
 
   return {
     routing,
@@ -125,6 +145,8 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
     async close() {
       clearInterval(trim);
       clearInterval(sweep);
+      clearInterval(heartbeat);
+      await workerRegistry.remove(self).catch(() => undefined);
       stopWatching();
       await staging.stop();
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
@@ -135,6 +157,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       await closing;
       clearTimeout(force);
       transport.close();
+      failureLog.close();
     },
   };
 }
