@@ -28,6 +28,10 @@ export const EnvSchema = z.object({
   FLAGSTREAM_TRUST_PROXY: bool.default(false),
   FLAGSTREAM_AUTH_FAILURE_LIMIT: z.coerce.number().int().min(0).default(30).describe('Failed ingest/admin authentications per client IP per window before 429; 0: no limit'),
   FLAGSTREAM_AUTH_FAILURE_WINDOW: z.string().default('1m').describe('Window of FLAGSTREAM_AUTH_FAILURE_LIMIT'),
+  FLAGSTREAM_MONITOR_MINUTES_RETENTION: z.string().default('7d').describe('How long monitoring keeps minute buckets'),
+  FLAGSTREAM_MONITOR_HOURS_RETENTION: z.string().default('90d').describe('How long monitoring keeps hour buckets and daily unique keys'),
+  FLAGSTREAM_ADMIN_URL: z.string().url().optional().describe('Where `flagstream tail` finds the admin API; unset: http://127.0.0.1:$PORT'),
+  FLAGSTREAM_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: readable on a terminal, JSON lines otherwise'),
 });
 export type AppEnv = z.infer<typeof EnvSchema>;
 

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -5,6 +7,7 @@ import { createConfigService } from '../admin/config-service.js';
 import { createLedgerService } from '../admin/ledger-service.js';
 import { createDeadLettersService } from '../admin/dead-letters-service.js';
 import { createDestinationHealthService } from '../admin/destination-health-service.js';
+import { createMonitoringService } from '../admin/monitoring-service.js';
 import { createIngestService } from '../ingest/accept-impressions.js';
 import { describeConnector } from '../connectors/describe-connector.js';
 import { createDestinationGuard } from '../delivery/destination-guard.js';
@@ -15,10 +18,21 @@ import { type AppContext, durationMs } from '../runtime/app-context.js';
 import { isRedisUnavailable } from '../runtime/redis-outage-log.js';
 import { settlesWithin } from '../runtime/settles-within.js';
 import { createAuthFailureLimiter } from './auth-guard.js';
+import { createQueueDepthSampler } from '../observability/queue-depths.js';
+import { createTailSubscriptions } from '../stores/live-tail-store.js';
+import { createWorkerRegistry } from '../stores/worker-registry-store.js';
+import { defaultLiveTailLimits, type LiveTailLimits } from './live-tail-stream.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerJsonBody } from './plugins/json-body.js';
 import { registerAdminRoutes } from './routes/admin.routes.js';
 import { registerIngestRoutes } from './routes/ingest.routes.js';
+import { registerMonitoringRoutes } from './routes/monitoring.routes.js';
+
+/** An incoming X-Request-Id is kept when it is a plain token; anything else gets a fresh id. */
+function requestId(request: IncomingMessage): string {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:@/+=-]{1,128}$/.test(given) ? given : randomUUID();
+}
 
 /** How long a client may take over each part of an exchange before its connection is closed. */
 export interface HttpTimeouts {
@@ -41,6 +55,7 @@ export interface ServerOptions {
   /** The state of this process's workers, for /readyz; absent when the process runs none. */
   readonly workers?: () => 'ok' | 'starting' | 'stopped';
   readonly timeouts?: Partial<HttpTimeouts>;
+  readonly liveTail?: Partial<LiveTailLimits>;
 }
 
 /** How long /readyz waits for Redis' PING before answering 503. */
@@ -65,6 +80,16 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
     keepAliveTimeout: timeouts.keepAliveMs,
     // close() ends idle kept-alive connections at once; closeServer ends the others after a grace period.
     forceCloseConnections: 'idle',
+    // Every log line of a request carries its reqId; X-Request-Id is honoured and echoed.
+    requestIdHeader: false,
+    genReqId: requestId,
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // Admin calls are rare and worth a line each (ingest is not: one line per request would cost more than it).
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.url.startsWith('/admin/')) request.log.info({ method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'admin request');
   });
   registerErrorHandler(app);
   registerJsonBody(app, maxBytes);
@@ -87,6 +112,9 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
   });
   registerIngestRoutes(app, { config: ctx.config, ingest, stats: serving.stats, metrics: ctx.metrics, clock: ctx.clock, authFailures });
   const current = () => ctx.config.current();
+  const environmentExists = async (environmentId: string) => (await serving.configStore.getEnvironment(environmentId)) !== undefined;
+  const subscriptions = createTailSubscriptions({ redis: ctx.redis, keys: ctx.keys, clock: ctx.clock });
+  app.addHook('onClose', async () => subscriptions.close());
   registerAdminRoutes(app, {
     adminToken: ctx.env.ADMIN_TOKEN,
     authFailures,
@@ -98,6 +126,13 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
     deliveryQueue: serving.queues.delivery,
     clock: ctx.clock,
     connectors: () => ctx.registry.list().map(describeConnector),
+    moreRoutes: (admin) =>
+      registerMonitoringRoutes(admin, {
+        monitoring: createMonitoringService({ store: serving.monitoring, environmentExists, clock: ctx.clock }),
+        subscriptions,
+        environmentExists,
+        liveTail: { ...defaultLiveTailLimits, ...options.liveTail },
+      }),
     testDestination: async (destinationId) => {
       const destination = ctx.config.current().destinations.get(destinationId);
       if (destination === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no destination "${destinationId}"`, { field: 'destinationId' });
@@ -114,27 +149,42 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  const workers = createWorkerRegistry({ redis: serving.redis, keys: ctx.keys, clock: ctx.clock });
+  // Ready = Redis answers (ingest can accept); worker processes are reported, not required:
+  // accepted impressions wait durably for a worker, and an API pod must not go unready for that.
   app.get('/readyz', async (_request, reply) => {
     const checks: Record<string, string> = { redis: await redisReadiness(serving.redis) };
     if (options.workers !== undefined) checks.workers = options.workers();
     const notReady = Object.keys(checks).filter((name) => checks[name] !== 'ok');
-    return reply.status(notReady.length === 0 ? 200 : 503).send(notReady.length === 0 ? { status: 'ready', checks } : { status: 'not ready', notReady, checks });
+    if (notReady.length > 0) return reply.status(503).send({ status: 'not ready', notReady, checks });
+    // Worker processes are reported, not required: accepted impressions wait durably for one.
+    const alive = await workers.alive().catch(() => ({ count: 0, workers: [] }));
+    return reply.send({
+      status: 'ready',
+      checks,
+      redis: 'up',
+      workers: { count: alive.count, processes: alive.workers },
+      ...(alive.count === 0 ? { warning: 'no worker process is running: impressions are accepted but not routed or delivered until one starts' } : {}),
+    });
   });
+  const queueDepths = createQueueDepthSampler({ queues: serving.queues, metrics: ctx.metrics, clock: ctx.clock });
   app.get('/metrics', async (_request, reply) => {
-    try {
-      const [ingestCounts, deliveryCounts] = await Promise.all([
-        serving.queues.ingest.getJobCounts('waiting', 'active', 'delayed', 'failed'),
-        serving.queues.delivery.getJobCounts('waiting', 'active', 'delayed', 'failed'),
-      ]);
-      for (const [queue, counts] of [['ingest', ingestCounts], ['delivery', deliveryCounts]] as const) {
-        for (const [state, count] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue, state }, count);
-      }
-      ctx.metrics.redisUp.set(1);
-    } catch (error) {
-      if (!isRedisUnavailable(error)) throw error;
+    // A cached sample must not hide an outage: not connected means unknown queue counts.
+    const reachable =
+      serving.redis.status === 'ready' &&
+      // One PING per scrape: a cached sample alone would not notice a Redis that stopped answering.
+      (await Promise.all([serving.redis.ping(), queueDepths.refresh()]).then(
+        () => true,
+        (error: unknown) => {
+          if (!isRedisUnavailable(error)) throw error;
+          return false;
+        },
+      ));
+    ctx.metrics.redisUp.set(reachable ? 1 : 0);
+    if (!reachable) {
       // The process's own metrics still answer; queue counts it cannot read are absent, not stale.
+      queueDepths.forget();
       ctx.metrics.queueJobs.reset();
-      ctx.metrics.redisUp.set(0);
     }
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });

@@ -4,8 +4,10 @@ import { connectorsCommand, destinationsTest } from './commands/connector-comman
 import { dlqList, dlqPurge, dlqReplay, dlqShow } from './commands/dead-letter-commands.js';
 import { destinationsPause, destinationsResume, destinationsStatus } from './commands/destination-commands.js';
 import { ledgerCommand } from './commands/ledger-command.js';
+import { monitorCommand } from './commands/monitor-command.js';
 import { receiveCommand } from './commands/receive.js';
 import { type Role, serve } from './commands/serve.js';
+import { tailCommand } from './commands/tail-command.js';
 import { reportCliError } from './output.js';
 
 function port(value: string): number {
@@ -57,6 +59,27 @@ export function buildCli(): Command {
     .option('--environment <id>', 'only this environment')
     .option('--json', 'machine-readable output')
     .action((options: { json?: boolean; environment?: string }) => ledgerCommand(options));
+
+  program
+    .command('monitor')
+    .description('impressions per treatment over time, unique keys and MTKs of an environment (tracked impressions only)')
+    .argument('<environment>', 'environment id')
+    .argument('[flag]', 'only this flag')
+    .option('--since <time>', 'ISO date, epoch ms, or a duration back from now (default 1h)')
+    .option('--until <time>', 'same forms as --since (default now)')
+    .addOption(new Option('--step <step>', 'bucket size (default: minute for a day or less within the minute retention, else hour)').choices(['minute', 'hour']))
+    .option('--json', 'machine-readable output')
+    .action((environment: string, flag: string | undefined, options: { since?: string; until?: string; step?: string; json?: boolean }) => monitorCommand(environment, flag, options));
+
+  program
+    .command('tail')
+    .description('impressions as they are routed: tracked or dropped (and why), and their destinations (through the admin API: FLAGSTREAM_ADMIN_URL, ADMIN_TOKEN)')
+    .argument('<environment>', 'environment id')
+    .option('--flag <flag>', 'only this flag')
+    .option('--treatment <treatment>', 'only this treatment')
+    .option('--key <key>', 'only this key')
+    .option('--json', 'one JSON object per line')
+    .action((environment: string, options: { flag?: string; treatment?: string; key?: string; json?: boolean }) => tailCommand(environment, options));
 
   const dlq = program.command('dlq').description('inspect, replay and purge dead letters');
   dlq

@@ -26,7 +26,7 @@ function privateUrlFile(env: AppEnv): string {
 /** Connects the way `serve` does; commands other than serve never start a Redis of their own. */
 export async function openSession(options: { serving: boolean; logLevel?: string; plugins?: readonly string[] }): Promise<CliSession> {
   const env = readEnv();
-  const logger = createLogger(options.logLevel ?? env.FLAGSTREAM_LOG_LEVEL, options.serving ? process.stdout : process.stderr);
+  const logger = createLogger(options.logLevel ?? env.FLAGSTREAM_LOG_LEVEL, options.serving ? process.stdout : process.stderr, env.FLAGSTREAM_LOG_FORMAT);
   let url = env.REDIS_URL;
   const noted = privateUrlFile(env);
   if (url === undefined && !options.serving && existsSync(noted)) url = readFileSync(noted, 'utf8').trim();

@@ -24,6 +24,8 @@ export interface RejectedItem {
 /** What became of each impression of a batch after one attempt. */
 export interface BatchSettlement {
   readonly delivered: number;
+  /** The delivered impressions themselves (for the latency metric). */
+  readonly deliveredItems: Impression[];
   readonly skipped: number;
   readonly rejected: RejectedItem[];
   /** Still to deliver: retried by the job with backoff. */
@@ -44,7 +46,7 @@ export interface DeliverBatchOptions {
   /** Quick in-process retries of transient failures within one attempt. */
   readonly quickRetries?: number;
   readonly quickRetryMinDelayMs?: number;
-  readonly onRequest?: (outcome: DeliveryOutcome['kind'], seconds: number) => void;
+  readonly onRequest?: (outcome: DeliveryOutcome['kind'], seconds: number, items: number) => void;
 }
 
 class RetryableOutcome extends Error {
@@ -63,6 +65,7 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
   const byId = new Map(items.map((item) => [item.id, item]));
   const rejected: RejectedItem[] = [];
   const pending: Impression[] = [];
+  const deliveredItems: Impression[] = [];
   let delivered = 0;
   let skipped = 0;
   let retryAfterMs: number | undefined;
@@ -141,7 +144,7 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
     } catch (error) {
       outcome = { kind: 'retry', reason: scrub(`classify failed: ${error instanceof Error ? error.message : String(error)}`) };
     }
-    options.onRequest?.(outcome.kind, (performance.now() - started) / 1000);
+    options.onRequest?.(outcome.kind, (performance.now() - started) / 1000, request.itemIds.length);
     return outcome;
   };
 
@@ -195,11 +198,13 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
 
   for (const [id, outcome] of outcomes) {
     const item = byId.get(id) as Impression;
-    if (outcome.kind === 'delivered') delivered += 1;
-    else if (outcome.kind === 'rejected') rejected.push({ item, code: outcome.code, reason: outcome.reason, status: outcome.status });
+    if (outcome.kind === 'delivered') {
+      delivered += 1;
+      deliveredItems.push(item);
+    } else if (outcome.kind === 'rejected') rejected.push({ item, code: outcome.code, reason: outcome.reason, status: outcome.status });
     else pending.push(item);
   }
-  return { delivered, skipped, rejected, pending, retryAfterMs, throttled, lastFailure, requests };
+  return { delivered, deliveredItems, skipped, rejected, pending, retryAfterMs, throttled, lastFailure, requests };
 }
 
 const severity: Readonly<Record<ItemOutcome['kind'], number>> = { delivered: 0, retry: 1, throttled: 2, rejected: 3 };

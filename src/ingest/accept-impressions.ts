@@ -38,6 +38,7 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
       deps.ledger.countReceived(multi, environmentId, impressions.length, `received:${jobId}`);
       await execAll(multi);
       deps.metrics.impressionsReceived.inc({ source }, impressions.length);
+      deps.metrics.ingestRequestImpressions.observe({ source }, impressions.length);
       return impressions.length;
     },
   };

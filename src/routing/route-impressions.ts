@@ -1,6 +1,8 @@
 import type { Impression } from '../domain/impression.js';
 import type { RuntimeDestination, RuntimeEnvironment } from '../runtime/config-snapshot.js';
 import { emptyFlagTraffic, type FlagTraffic } from '../stores/stats-store.js';
+import type { RoutingDecision } from './live-tail.js';
+import { type TrafficSeries, TrafficSeriesBuilder } from './traffic-series.js';
 
 export type DropReason = 'tracking_off' | 'unknown_flag' | 'unknown_environment';
 
@@ -9,18 +11,24 @@ export interface RoutingResult {
   readonly byDestination: Map<RuntimeDestination, Impression[]>;
   readonly dropped: Map<DropReason, number>;
   readonly traffic: Map<string, FlagTraffic>;
+  /** Tracked impressions per minute and treatment, keys per day and treatment (monitoring). */
+  readonly series: TrafficSeries;
   readonly routed: number;
 }
+
+/** Called once per impression with what routing decided, only while someone watches the live tail. */
+export type RoutingObserver = (impression: Impression, decision: RoutingDecision) => void;
 
 /**
  * The routing stage, pure: enforce the track-impressions toggle (older SDKs ignore it), strip
  * labels where the environment disables them, count traffic per treatment and unique keys, and
  * pick the destinations whose filters match. Nothing is dropped without being counted.
  */
-export function routeImpressions(environment: RuntimeEnvironment, impressions: readonly Impression[]): RoutingResult {
+export function routeImpressions(environment: RuntimeEnvironment, impressions: readonly Impression[], observe?: RoutingObserver): RoutingResult {
   const byDestination = new Map<RuntimeDestination, Impression[]>();
   const dropped = new Map<DropReason, number>();
   const traffic = new Map<string, FlagTraffic>();
+  const series = new TrafficSeriesBuilder();
   const enabled = environment.destinations.filter((d) => d.destination.enabled);
   const { labelsEnabled, unknownFlags } = environment.environment;
   let routed = 0;
@@ -38,9 +46,11 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
     if (reason !== undefined) {
       dropped.set(reason, (dropped.get(reason) ?? 0) + 1);
       flagTraffic.dropped.set(reason, (flagTraffic.dropped.get(reason) ?? 0) + 1);
+      observe?.(original, { dropped: reason });
       continue;
     }
     flagTraffic.treatments.set(original.treatment, (flagTraffic.treatments.get(original.treatment) ?? 0) + 1);
+    series.add(original);
     let impression = original;
     if (!labelsEnabled && impression.label !== undefined) {
       const { label: _removed, ...withoutLabel } = impression;
@@ -54,6 +64,7 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
       };
     }
     routed += 1;
+    const chosen: string[] | undefined = observe === undefined ? undefined : [];
     for (const destination of enabled) {
       if (!destination.matches(impression.split, impression.trafficTypeName)) continue;
       let list = byDestination.get(destination);
@@ -62,7 +73,9 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
         byDestination.set(destination, list);
       }
       list.push(impression);
+      chosen?.push(destination.destination.id);
     }
+    if (chosen !== undefined) observe?.(impression, { destinations: chosen });
   }
-  return { byDestination, dropped, traffic, routed };
+  return { byDestination, dropped, traffic, series: series.series, routed };
 }

@@ -24,6 +24,10 @@ redis.call('HSETNX', KEYS[3], 'firstAt', ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[4])
 return 1`;
 
+const forgetIfEmptyScript = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end
+return 0`;
+
 /** A claim older than this was left by a process that died mid-flush: another process finishes it. */
 const abandonedClaimMs = 60_000;
 
@@ -97,7 +101,8 @@ export class StagingBuffer {
     for (const destinationId of await redis.smembers(keys.stagingIndex)) {
       const [count, firstAt] = await redis.hmget(keys.stagingMeta(destinationId), 'count', 'firstAt');
       if (count === null) {
-        await redis.srem(keys.stagingIndex, destinationId);
+        // Atomically: an append landing between the read above and this would otherwise lose its index entry.
+        await redis.eval(forgetIfEmptyScript, 2, keys.stagingMeta(destinationId), keys.stagingIndex, destinationId);
         continue;
       }
       const destination = this.deps.config().destinations.get(destinationId);

@@ -3,12 +3,14 @@ import type { Logger } from 'pino';
 import type { AppEnv } from '../app-config.js';
 import { ConnectorRegistry } from '../connectors/registry.js';
 import { DurationSchema } from '../domain/duration.js';
+import { AppError } from '../domain/errors.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createQueues, type Queues } from '../queues/queues.js';
 import { type ConfigStore, createConfigStore } from '../stores/config-store.js';
 import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-letter-store.js';
 import { createHealthStore, type HealthStore } from '../stores/health-store.js';
 import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
+import { createMonitoringStore, type MonitoringStore } from '../stores/monitoring-store.js';
 import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
@@ -21,6 +23,7 @@ export interface Stores {
   readonly redis: Redis;
   readonly configStore: ConfigStore;
   readonly stats: StatsStore;
+  readonly monitoring: MonitoringStore;
   readonly deadLetters: DeadLetterStore;
   readonly ledger: LedgerStore;
   readonly health: HealthStore;
@@ -66,6 +69,9 @@ export async function createAppContext(deps: {
   const clock = deps.clock ?? Date.now;
   const secrets = createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY);
   const retentionMs = durationMs(env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION');
+  const minutesMs = durationMs(env.FLAGSTREAM_MONITOR_MINUTES_RETENTION, 'FLAGSTREAM_MONITOR_MINUTES_RETENTION');
+  const hoursMs = durationMs(env.FLAGSTREAM_MONITOR_HOURS_RETENTION, 'FLAGSTREAM_MONITOR_HOURS_RETENTION');
+  if (hoursMs < minutesMs) throw new AppError('FLAGSTREAM_ERR_CONFIG', 'FLAGSTREAM_MONITOR_HOURS_RETENTION must be at least FLAGSTREAM_MONITOR_MINUTES_RETENTION', { field: 'FLAGSTREAM_MONITOR_HOURS_RETENTION' });
   const outages = createRedisOutageLog(logger);
   outages.watch(redis, 'main');
   const storesOver = (connection: Redis): Stores => {
@@ -76,10 +82,12 @@ export async function createAppContext(deps: {
         if (!outages.absorb(error, `queue ${queue.name}`)) logger.error({ err: error, queue: queue.name }, 'queue error');
       });
     }
+    const monitoring = createMonitoringStore({ redis: connection, keys, clock, retention: { minutesMs, hoursMs } });
     return {
       redis: connection,
       configStore: createConfigStore({ redis: connection, keys, registry, secrets }),
-      stats: createStatsStore({ redis: connection, keys }),
+      stats: createStatsStore({ redis: connection, keys, monitoring }),
+      monitoring,
       deadLetters: createDeadLetterStore({ redis: connection, keys, retentionMs, clock }),
       // Markers must outlive every retry of their job, which the delivery age bounds.
       ledger: createLedgerStore({ redis: connection, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),

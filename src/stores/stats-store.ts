@@ -1,4 +1,6 @@
 import type { Redis } from 'ioredis';
+import type { TrafficSeries } from '../routing/traffic-series.js';
+import type { MonitoringStore } from './monitoring-store.js';
 import type { RedisKeys } from './redis-keys.js';
 
 /** Traffic per flag: what routing passed (per treatment), what SDKs only counted, and unique keys. */
@@ -26,8 +28,11 @@ export interface FlagStats {
 }
 
 export interface StatsStore {
-  /** One pipeline per call, whatever the number of impressions. */
-  record(environmentId: string, traffic: ReadonlyMap<string, FlagTraffic>): Promise<void>;
+  /**
+   * One pipeline per call, whatever the number of impressions: lifetime stats, the monitoring
+   * series (when routing gives them) and the month's tracked keys.
+   */
+  record(environmentId: string, traffic: ReadonlyMap<string, FlagTraffic>, series?: TrafficSeries): Promise<void>;
   increment(counter: string, by?: number): Promise<void>;
   flagStats(environmentId: string): Promise<FlagStats[]>;
   counters(): Promise<Record<string, number>>;
@@ -39,10 +44,10 @@ function* chunks<T>(values: readonly T[]): Generator<T[]> {
   for (let start = 0; start < values.length; start += chunkSize) yield values.slice(start, start + chunkSize);
 }
 
-export function createStatsStore(deps: { redis: Redis; keys: RedisKeys }): StatsStore {
+export function createStatsStore(deps: { redis: Redis; keys: RedisKeys; monitoring?: MonitoringStore }): StatsStore {
   const { redis, keys } = deps;
   return {
-    async record(environmentId, traffic) {
+    async record(environmentId, traffic, series) {
       if (traffic.size === 0) return;
       const pipeline = redis.pipeline();
       // Every argument list is cut into bounded chunks: a request may carry 100 000+ keys.
@@ -59,6 +64,7 @@ export function createStatsStore(deps: { redis: Redis; keys: RedisKeys }): Stats
         if (t.counted > 0) pipeline.hincrby(hash, 'counted', t.counted);
         for (const part of chunks([...t.keys])) pipeline.pfadd(keys.statsFlagKeys(environmentId, flag), ...part);
       }
+      deps.monitoring?.writeIn(pipeline, environmentId, traffic, series);
       await pipeline.exec();
     },
     async increment(counter, by = 1) {

@@ -4,6 +4,7 @@ import type { ConnectorPlatform, RejectCode } from '../connectors/connector.js';
 import { deliverBatch, type RejectedItem } from '../delivery/deliver-batch.js';
 import type { Impression } from '../domain/impression.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { DeliveryFailureLog } from '../observability/delivery-failure-log.js';
 import type { DeadLetter } from '../domain/dead-letter.js';
 import { type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
 import type { Queue } from 'bullmq';
@@ -36,6 +37,8 @@ export interface DeliveryProcessorDeps {
   readonly platform: ConnectorPlatform;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** One log line per failed attempt, rate-limited per destination. */
+  readonly failureLog?: DeliveryFailureLog;
   readonly clock: () => number;
   readonly random: () => number;
   /** Past this age (since the job was created) a batch is dead-lettered instead of retried. */
@@ -216,9 +219,10 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
           signal: deps.shutdownSignal,
           quickRetries: deps.quickRetries,
           quickRetryMinDelayMs: deps.quickRetryMinDelayMs,
-          onRequest: (outcome, seconds) => {
+          onRequest: (outcome, seconds, itemCount) => {
             deps.metrics.deliveryRequests.inc({ destination: destinationId, outcome });
             deps.metrics.deliveryDuration.observe({ destination: destinationId }, seconds);
+            deps.metrics.deliveryRequestItems.observe({ destination: destinationId }, itemCount);
           },
         },
       );
@@ -227,6 +231,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     }
 
     deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'delivered' }, attempt.delivered);
+    observeLatency(deps.metrics, destinationId, attempt.deliveredItems, deps.clock());
     if (attempt.skipped > 0) deps.metrics.deliveryItems.inc({ destination: destinationId, outcome: 'skipped' }, attempt.skipped);
     const settled = { delivered: attempt.delivered, skipped: attempt.skipped };
     const rejected = groupRejected(attempt.rejected);
@@ -234,7 +239,10 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
 
     if (attempt.pending.length === 0) {
       const deadLettered = await settle(job, { ...settled, deadLetters: rejected, remaining: [] });
-      if (attempt.delivered > 0 || attempt.requests > 0) await deps.health.recordSuccess(destinationId, deps.clock());
+      if (attempt.delivered > 0 || attempt.requests > 0) {
+        await deps.health.recordSuccess(destinationId, deps.clock());
+        deps.failureLog?.succeeded(destinationId);
+      }
       return summary(deadLettered);
     }
 
@@ -263,12 +271,17 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
 
     // Only what is still pending is retried: delivered impressions are never sent twice.
     await settle(job, { ...settled, deadLetters: rejected, remaining: attempt.pending });
+    const failed = { destinationId, reason: failure.reason, status: failure.status, attempt: job.attemptsMade + 1, pending: attempt.pending.length };
     if (attempt.throttled) {
       // Throttling is the destination asking us to slow down, not a failure: no attempt is consumed.
       const wait = attempt.retryAfterMs ?? jitter(policy.retrySchedule[Math.min(job.attemptsMade, policy.retrySchedule.length - 1)] ?? 5_000);
+      deps.failureLog?.failed({ ...failed, nextTryAt: deps.clock() + wait, throttled: true });
       return delay(job, token, wait);
     }
-    throw new RetryDeliveryError(failure.reason, attempt.retryAfterMs);
+    // The wait is decided here (the backoff strategy returns it) so that the log can tell it.
+    const wait = attempt.retryAfterMs ?? retryDelayMs(policy.retrySchedule, job.attemptsMade + 1, deps.random);
+    deps.failureLog?.failed({ ...failed, nextTryAt: deps.clock() + wait, throttled: false });
+    throw new RetryDeliveryError(failure.reason, wait);
   };
 
   return async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
@@ -291,9 +304,19 @@ export function createDeliveryBackoff(deps: { config: ConfigWatcher; random: () 
     if (error instanceof RetryDeliveryError && error.retryAfterMs !== undefined) return error.retryAfterMs;
     const destinationId = (job?.data as DeliveryJobData | undefined)?.destinationId;
     const schedule = destinationId === undefined ? undefined : deps.config.current().destinations.get(destinationId)?.destination.delivery.retrySchedule;
-    const steps = schedule ?? [5_000];
-    const base = steps[Math.min(Math.max(attemptsMade - 1, 0), steps.length - 1)] ?? 5_000;
-    // ±10 % so that batches failed together do not retry together.
-    return Math.round(base * (0.9 + deps.random() * 0.2));
+    return retryDelayMs(schedule ?? [5_000], attemptsMade, deps.random);
   };
+}
+
+/** The wait after the `attemptsMade`-th failed attempt: the schedule's step, ±10 % so that batches failed together do not retry together. */
+export function retryDelayMs(schedule: readonly number[], attemptsMade: number, random: () => number): number {
+  const base = schedule[Math.min(Math.max(attemptsMade - 1, 0), schedule.length - 1)] ?? 5_000;
+  return Math.round(base * (0.9 + random() * 0.2));
+}
+
+/** Ingest-to-delivery latency of each delivered impression (one observation per impression, no Redis call). */
+function observeLatency(metrics: Metrics, destinationId: string, delivered: readonly Impression[], now: number): void {
+  if (delivered.length === 0) return;
+  const histogram = metrics.deliveryLatency.labels({ destination: destinationId });
+  for (const item of delivered) histogram.observe(Math.max(0, now - item.receptionTimestamp) / 1000);
 }

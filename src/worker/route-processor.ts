@@ -4,10 +4,12 @@ import { routingStage } from '../domain/dead-letter.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { IngestJobData } from '../queues/queues.js';
 import type { DeliveryBatcher } from '../routing/delivery-batcher.js';
+import { TailCollector } from '../routing/live-tail.js';
 import { routeImpressions } from '../routing/route-impressions.js';
 import type { ConfigWatcher } from '../runtime/config-watcher.js';
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
+import type { TailPublisher } from '../stores/live-tail-store.js';
 import type { StatsStore } from '../stores/stats-store.js';
 
 export interface RouteSummary {
@@ -26,6 +28,8 @@ export interface RouteProcessorDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly clock: () => number;
+  /** The live tail: asked (cached) whether anyone watches; published to only then. */
+  readonly tail?: TailPublisher;
   /** Crashes of its worker a job may cause beyond its failed attempts before it is dead-lettered. */
   readonly maxJobCrashes: number;
 }
@@ -70,12 +74,18 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       }
       return { routed: 0, dropped: impressions.length, destinations: 0 };
     }
-    const result = routeImpressions(environment, impressions);
+    const viewers = (await deps.tail?.viewers(environmentId)) ?? [];
+    const tail = viewers.length === 0 ? undefined : new TailCollector(environmentId, viewers, new Date(deps.clock()).toISOString());
+    const result = routeImpressions(environment, impressions, tail?.observe);
     const written = await deps.ledger.sharesWritten(jobId);
     const shares = [...result.byDestination].filter(([destination]) => !written.has(destination.destination.id));
     await deps.batcher.addAll(shares, jobId);
     // Once per job: a crash in the middle loses this job's traffic stats, never its impressions.
-    await deps.ledger.once(`stats:${jobId}`, () => deps.stats.record(environmentId, result.traffic));
+    await deps.ledger.once(`stats:${jobId}`, () => deps.stats.record(environmentId, result.traffic, result.series));
+    if (tail !== undefined && !tail.isEmpty) {
+      // One message per job, after its shares are durable; a lost message costs a viewer a line, never routing.
+      deps.tail?.publish(environmentId, tail.message()).catch((error: unknown) => deps.logger.debug({ err: error, environmentId }, 'live tail message not published'));
+    }
     let dropped = 0;
     for (const count of result.dropped.values()) dropped += count;
     if (await deps.ledger.recordRouting(jobId, environmentId, result.routed, result.dropped)) {

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import { createDestinationGuard } from '../delivery/destination-guard.js';
 import { createHttpTransport } from '../delivery/http-transport.js';
@@ -6,6 +8,9 @@ import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueu
 import { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { StagingBuffer } from '../routing/staging-buffer.js';
 import { type AppContext, durationMs } from '../runtime/app-context.js';
+import { createDeliveryFailureLog } from '../observability/delivery-failure-log.js';
+import { createTailPublisher } from '../stores/live-tail-store.js';
+import { createWorkerRegistry } from '../stores/worker-registry-store.js';
 import { createDeliveryBackoff, createDeliveryProcessor } from './delivery-processor.js';
 import { sweepFailedJobs } from './failed-job-sweeper.js';
 import { createRouteProcessor } from './route-processor.js';
@@ -16,6 +21,10 @@ export interface WorkerOptions {
   readonly random?: () => number;
   /** How often the staging buffer looks for due batches. */
   readonly stagingIntervalMs?: number;
+  /** How often routing asks whether anyone watches the live tail (default 1 s). */
+  readonly tailCheckIntervalMs?: number;
+  /** Failed delivery attempts of a destination are logged at most once per this window, plus a summary (default 60 s). */
+  readonly failureLogWindowMs?: number;
 }
 
 export interface RunningWorkers {
@@ -46,6 +55,8 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS, maxStalledCount: 1_000_000 };
   const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, ledger: ctx.ledger, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
 
+  const failureLog = createDeliveryFailureLog({ logger: ctx.logger, clock: ctx.clock, windowMs: options.failureLogWindowMs ?? 60_000 });
+
   const routing = new Worker<IngestJobData>(
     ingestQueueName,
     createRouteProcessor({
@@ -57,6 +68,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       metrics: ctx.metrics,
       logger: ctx.logger,
       clock: ctx.clock,
+      tail: createTailPublisher({ redis, keys, clock: ctx.clock, checkIntervalMs: options.tailCheckIntervalMs ?? 1000 }),
       maxJobCrashes: env.FLAGSTREAM_MAX_JOB_CRASHES,
     }),
     { connection: redis, prefix: keys.bullPrefix, concurrency: env.FLAGSTREAM_ROUTING_CONCURRENCY, ...locking },
@@ -73,6 +85,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       platform: { http: transport },
       metrics: ctx.metrics,
       logger: ctx.logger,
+      failureLog,
       clock: ctx.clock,
       random,
       maxDeliveryAgeMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE'),
@@ -129,6 +142,13 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   sweepFailed();
   const sweep = setInterval(sweepFailed, 60_000);
   sweep.unref();
+  // Announced for /readyz: renewed every 10 s, lapses 30 s after the process stops renewing.
+  const workerRegistry = createWorkerRegistry({ redis, keys, clock: ctx.clock });
+  const self = { id: randomUUID(), host: hostname(), pid: process.pid, startedAt: new Date(ctx.clock()).toISOString() };
+  const announce = () => void workerRegistry.announce(self, 30_000).catch((error: unknown) => ctx.logger.debug({ err: error }, 'worker announcement failed; will retry'));
+  announce();
+  const heartbeat = setInterval(announce, 10_000);
+  heartbeat.unref();
 
   return {
     routing,
@@ -141,6 +161,8 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       const force = setTimeout(() => shutdown.abort(), closeOptions.abortInFlightAfterMs ?? 10_000);
       clearInterval(trim);
       clearInterval(sweep);
+      clearInterval(heartbeat);
+      await workerRegistry.remove(self).catch(() => undefined);
       stopWatching();
       await staging.stop();
       // Routing first (its batcher flushes what it holds), then delivery; in-flight requests get aborted last.
@@ -149,6 +171,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       await delivery.close();
       clearTimeout(force);
       transport.close();
+      failureLog.close();
     },
   };
 }

@@ -23,6 +23,8 @@ export interface AdminRouteDeps {
   readonly clock: () => number;
   readonly connectors: () => unknown[];
   readonly testDestination: (destinationId: string) => Promise<unknown>;
+  /** More routes under /admin/v1, behind the same authentication (monitoring, live tail). */
+  readonly moreRoutes?: (admin: FastifyInstance) => void;
 }
 
 type Params = Record<string, string>;
@@ -165,6 +167,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       admin.get('/dead-letters/:id', async (request) => deps.deadLetters.show((request.params as Params).id ?? ''));
       admin.post('/dead-letters/replay', async (request) => deps.deadLetters.replay(selection(asBody(request.body ?? {}), deps.clock())));
       admin.post('/dead-letters/purge', async (request) => deps.deadLetters.purge(selection(asBody(request.body ?? {}), deps.clock())));
+      deps.moreRoutes?.(admin);
     },
     { prefix: '/admin/v1' },
   );

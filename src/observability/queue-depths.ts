@@ -1,0 +1,34 @@
+import type { Queues } from '../queues/queues.js';
+import type { Metrics } from './metrics.js';
+
+const states = ['waiting', 'prioritized', 'active', 'delayed', 'failed'] as const;
+
+/**
+ * Samples `flagstream_queue_jobs{queue,state}` for a scrape: one counting script per queue, at
+ * most every `maxAgeMs` however often (and by however many scrapers) /metrics is read.
+ */
+export function createQueueDepthSampler(deps: { queues: Queues; metrics: Metrics; clock: () => number; maxAgeMs?: number }) {
+  const maxAgeMs = deps.maxAgeMs ?? 5_000;
+  let sampledAt = Number.NEGATIVE_INFINITY;
+  let sampling: Promise<void> | undefined;
+
+  const sample = async (): Promise<void> => {
+    const [ingest, delivery] = await Promise.all([deps.queues.ingest.getJobCounts(...states), deps.queues.delivery.getJobCounts(...states)]);
+    for (const [queue, counts] of [['ingest', ingest], ['delivery', delivery]] as const) {
+      for (const state of states) deps.metrics.queueJobs.set({ queue, state }, counts[state] ?? 0);
+    }
+    sampledAt = deps.clock();
+  };
+
+  return {
+    /** Drops the cached sample (Redis went away: what it said is no longer known). */
+    forget(): void {
+      sampledAt = Number.NEGATIVE_INFINITY;
+    },
+    async refresh(): Promise<void> {
+      if (deps.clock() - sampledAt < maxAgeMs) return;
+      sampling ??= sample().finally(() => (sampling = undefined));
+      await sampling;
+    },
+  };
+}
