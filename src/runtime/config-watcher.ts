@@ -52,8 +52,13 @@ export async function startConfigWatcher(deps: {
     })();
     return reloading;
   };
+  let closed = false;
   const refreshQuietly = () => {
-    refresh().catch((error: unknown) => logger.warn({ err: error }, 'configuration reload failed; keeping the previous one'));
+    if (closed) return;
+    // A reload cut short by close() (the connection going away) is not a failure worth a warning.
+    refresh().catch((error: unknown) => {
+      if (!closed) logger.warn({ err: error }, 'configuration reload failed; keeping the previous one');
+    });
   };
 
   const subscriber = redis.duplicate();
@@ -73,8 +78,10 @@ export async function startConfigWatcher(deps: {
       };
     },
     async close() {
+      closed = true;
       clearInterval(poll);
       subscriber.disconnect();
+      await reloading?.catch(() => undefined);
     },
   };
 }
