@@ -3,9 +3,21 @@ import { AppError, problemsFromZod } from './domain/errors.js';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+/** `127.0.0.1:6379`, `redis:6379` or `[::1]:6379` (host and port, as the README's table shows) get `redis://` in front. */
+export function normalizeRedisUrl(value: unknown): unknown {
+  if (value === '') return undefined;
+  if (typeof value !== 'string' || value.includes('://')) return value;
+  return /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d+)?$/.test(value) ? `redis://${value}` : value;
+}
+
 /** Every setting read from the environment, in one schema, read once at start. */
 export const EnvSchema = z.object({
-  REDIS_URL: z.string().url().optional().describe('Redis to use; unset: 127.0.0.1:6379, else a private redis-server child'),
+  REDIS_URL: z
+    .preprocess(
+      normalizeRedisUrl,
+      z.url({ protocol: /^rediss?$/, error: 'expected redis://[user:password@]host:port[/db], rediss://… or host:port' }).optional(),
+    )
+    .describe('Redis to use; unset: 127.0.0.1:6379, else a private redis-server child'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default('0.0.0.0'),
   ADMIN_TOKEN: z.string().min(1).optional().describe('Bearer token of /admin/v1; unset: the admin API answers 401'),

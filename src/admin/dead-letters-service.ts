@@ -1,7 +1,9 @@
 import type { DeadLetter, DeadLetterStatus, DeadLetterSummary } from '../domain/dead-letter.js';
+import { parseDuration } from '../domain/duration.js';
 import { AppError } from '../domain/errors.js';
 import { routingStage } from '../domain/dead-letter.js';
 import { addJobsTo, execAll, queueTransaction, type Queues } from '../queues/queues.js';
+import { closestName } from './unknown-keys.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
 import type { DeadLetterQuery, DeadLetterStore } from '../stores/dead-letter-store.js';
 
@@ -30,6 +32,19 @@ export interface ReplayReport {
 export function createDeadLettersService(deps: { store: DeadLetterStore; queues: Pick<Queues, 'ingest' | 'delivery'>; config: () => ConfigSnapshot; clock: () => number }) {
   const { store } = deps;
 
+  /**
+   * A destination named in a query must exist: configured now, or with dead letters left from
+   * before it was deleted. A typo is not found, never an empty success.
+   */
+  const requireKnownDestination = async (destinationId: string | undefined): Promise<void> => {
+    if (destinationId === undefined || deps.config().destinations.has(destinationId)) return;
+    if ((await store.listIds({ destinationId, limit: 1 })).length > 0) return;
+    const suggestion = closestName(destinationId, [...deps.config().destinations.keys()]);
+    throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no destination "${destinationId}" (none is configured, and none has dead letters)${suggestion === undefined ? '' : `; did you mean ${suggestion}?`}`, {
+      field: 'destination',
+    });
+  };
+
   /** The ids a replay or purge acts on, checked to exist when named. */
   const selectIds = async (selection: DeadLetterSelection, defaultStatus?: DeadLetterStatus): Promise<string[]> => {
     if (selection.ids !== undefined && selection.ids.length > 0) {
@@ -39,11 +54,13 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
     if (!selection.all && selection.destinationId === undefined) {
       throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'say which dead letters: ids, a destination, or all', { field: 'destination' });
     }
+    await requireKnownDestination(selection.destinationId);
     return store.listIds({ destinationId: selection.destinationId, since: selection.since, until: selection.until, status: selection.status ?? defaultStatus });
   };
 
   return {
     async list(query: DeadLetterQuery): Promise<DeadLetterSummary[]> {
+      await requireKnownDestination(query.destinationId);
       return store.listSummaries(query);
     },
 
@@ -109,14 +126,11 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
 }
 export type DeadLettersService = ReturnType<typeof createDeadLettersService>;
 
-/** `--since`/`--until`: an ISO date, epoch ms, or a duration back from now (`2h`, `30m`, `7d`). */
+/** `--since`/`--until`: an ISO date, epoch ms, or a duration back from now (`2h`, `1h30m`, `7d`). */
 export function parseTimeBound(text: string | undefined, now: number, field: string): number | undefined {
   if (text === undefined || text === '') return undefined;
-  const relative = /^(\d+)(s|m|h|d)$/.exec(text);
-  if (relative) {
-    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 's' | 'm' | 'h' | 'd'];
-    return now - Number(relative[1]) * unit;
-  }
+  const relative = /^\d/.test(text) && !/^\d+$/.test(text) ? parseDuration(text) : undefined;
+  if (relative !== undefined) return now - relative;
   if (/^\d{10,}$/.test(text)) return Number(text);
   const parsed = Date.parse(text);
   if (Number.isNaN(parsed)) throw new AppError('FLAGSTREAM_ERR_VALIDATION', `${field}: expected an ISO date (2026-11-24T10:00:00Z), epoch ms, or a duration back from now (2h, 7d); got "${text}"`, { field });

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { applyCommand, exportCommand, statsCommand } from './commands/config-commands.js';
+import { type ApplyCommandOptions, applyCommand, exportCommand, statsCommand } from './commands/config-commands.js';
 import { connectorsCommand, destinationsTest } from './commands/connector-commands.js';
 import { dlqList, dlqPurge, dlqReplay, dlqShow } from './commands/dead-letter-commands.js';
 import { destinationsPause, destinationsResume, destinationsStatus } from './commands/destination-commands.js';
@@ -35,10 +35,12 @@ export function buildCli(): Command {
     .command('apply')
     .description('validate a configuration file, then upsert it (idempotent)')
     .requiredOption('-f, --file <file>', 'YAML configuration')
-    .option('--prune', 'remove environments, flags and destinations the file no longer names')
-    .option('--dry-run', 'print the changes without applying them')
+    .option('--prune', 'remove environments, flags and destinations the file no longer names (asks first; --yes without a terminal)')
+    .option('--dry-run', 'print the changes, field by field, without applying them')
+    .option('-y, --yes', 'confirm what --prune deletes without asking')
+    .option('--if-empty', 'apply only when nothing is configured yet (seeding); otherwise check the file and change nothing')
     .option('--json', 'machine-readable output')
-    .action((options: { file: string; prune?: boolean; dryRun?: boolean; json?: boolean }) => applyCommand(options));
+    .action((options: ApplyCommandOptions) => applyCommand(options));
 
   program
     .command('export')
@@ -82,6 +84,7 @@ export function buildCli(): Command {
     .action((environment: string, options: { flag?: string; treatment?: string; key?: string; json?: boolean }) => tailCommand(environment, options));
 
   const dlq = program.command('dlq').description('inspect, replay and purge dead letters');
+  let purge: Command | undefined;
   dlq
     .command('list')
     .description('list dead letters, newest first')
@@ -114,7 +117,9 @@ export function buildCli(): Command {
       .option('--dry-run', 'say what would happen, do nothing')
       .option('--json', 'machine-readable output')
       .action((ids: string[], options) => run(ids, options));
+    if (name === 'purge') purge = dlq.commands.at(-1);
   }
+  purge?.option('-y, --yes', 'confirm the deletion without asking (required without a terminal)');
 
   const destinations = program.command('destinations').description('destination health and checks: status, pause, resume, test');
   destinations
@@ -163,10 +168,25 @@ export function buildCli(): Command {
   return program;
 }
 
+/** Commands that keep running until stopped; every other one ends when its work is done. */
+const longRunning = new Set(['serve', 'receive']);
+
 export async function runCli(argv: readonly string[]): Promise<void> {
+  const debug = process.env.FLAGSTREAM_LOG_LEVEL === 'debug' || process.env.FLAGSTREAM_LOG_LEVEL === 'trace';
+  const fail = (error: unknown) => {
+    process.exitCode = reportCliError(error, { debug });
+    // Whatever a failure left open (a half-built context, a socket) must not keep the process alive.
+    setTimeout(() => process.exit(), 2000).unref();
+  };
+  process.on('unhandledRejection', (error) => {
+    fail(error);
+    process.exit();
+  });
   const program = buildCli();
   try {
     await program.parseAsync([...argv]);
+    const command = argv[2];
+    if (command !== undefined && !longRunning.has(command)) setTimeout(() => process.exit(), 2000).unref();
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('commander.')) {
@@ -174,6 +194,6 @@ export async function runCli(argv: readonly string[]): Promise<void> {
       process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? 0 : 2;
       return;
     }
-    process.exitCode = reportCliError(error);
+    fail(error);
   }
 }

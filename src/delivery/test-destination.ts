@@ -30,7 +30,7 @@ export function testImpression(destination: RuntimeDestination, now: number): Im
     properties: JSON.stringify({ flagstreamTest: true }),
   };
   const trafficTypeName = destination.destination.filters?.trafficTypes?.find((t) => !t.includes('*') && !t.includes('?')) ?? 'user';
-  return { id: impressionId(fields), ...fields, environmentName: destination.environmentId, trafficTypeName, sdk: 'flagstream', sdkVersion: 'test', receptionTimestamp: now };
+  return { id: impressionId(fields), ...fields, environmentName: destination.environmentName, trafficTypeName, sdk: 'flagstream', sdkVersion: 'test', receptionTimestamp: now };
 }
 
 /**

@@ -1,10 +1,11 @@
 import { z } from 'zod';
-import { DurationSchema } from './duration.js';
+import { durationSchema } from './duration.js';
 
 /**
  * The single source of the configuration types. The YAML file, the admin API and the Redis
- * copy all parse through these schemas. Connector settings are validated in a second pass by
- * the connector's own schema (see admin/validate-configuration.ts) so errors keep their full path.
+ * copy all parse through these schemas. Input (a file, an API body) is also checked for keys
+ * these schemas do not name, and connector settings against the connector's own schema, in the
+ * same pass (see admin/validate-configuration.ts); the stored copy is read leniently.
  */
 
 const IdSchema = z
@@ -28,15 +29,15 @@ export type DestinationFilters = z.infer<typeof DestinationFiltersSchema>;
 /** How the delivery core treats one destination; every field has a default. */
 export const DeliveryPolicySchema = z.object({
   retrySchedule: z
-    .array(DurationSchema)
+    .array(durationSchema({ max: 30 * 86_400_000 }))
     .max(30)
     .default([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000])
     .describe('Waits between attempts after a failed one; its length is the number of retries'),
   maxConcurrentRequests: z.number().int().min(1).max(256).optional().describe('Requests in flight to this destination per worker process'),
   requestsPerSecond: z.number().positive().optional().describe('Client-side pacing for this destination'),
-  timeout: DurationSchema.default(10_000).describe('Timeout of one request'),
+  timeout: durationSchema({ max: 3_600_000 }).default(10_000).describe('Timeout of one request'),
   circuitBreakerThreshold: z.number().int().min(1).default(10).describe('Consecutive failed attempts that pause the destination'),
-  circuitBreakerCooldown: DurationSchema.default(60_000).describe('Wait before a paused destination is probed again'),
+  circuitBreakerCooldown: durationSchema({ max: 7 * 86_400_000 }).default(60_000).describe('Wait before a paused destination is probed again'),
 });
 export type DeliveryPolicy = z.infer<typeof DeliveryPolicySchema>;
 

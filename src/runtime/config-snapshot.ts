@@ -7,6 +7,8 @@ import type { Destination, Environment, Flag } from '../domain/configuration.js'
 export interface RuntimeDestination {
   readonly destination: Destination;
   readonly environmentId: string;
+  /** The environment's name (its id when it has none), as impressions carry it. */
+  readonly environmentName: string;
   readonly connector: AnyConnector | undefined;
   /** Parsed settings, or undefined with `settingsError` when they no longer parse. */
   readonly settings: unknown;
@@ -47,7 +49,7 @@ function compileFilter(patterns: readonly string[] | undefined): (value: string 
   return (value) => value !== undefined && regexps.some((r) => r.test(value));
 }
 
-function runtimeDestination(destination: Destination, environmentId: string, registry: ConnectorRegistry): RuntimeDestination {
+function runtimeDestination(destination: Destination, environmentId: string, environmentName: string, registry: ConnectorRegistry): RuntimeDestination {
   const connector = registry.get(destination.type);
   const parsed = connector?.settingsSchema.safeParse(destination.settings);
   const settingsError = connector === undefined ? `unknown connector type "${destination.type}"` : parsed?.success ? undefined : (parsed?.error.issues[0]?.message ?? 'invalid settings');
@@ -57,6 +59,7 @@ function runtimeDestination(destination: Destination, environmentId: string, reg
   return {
     destination,
     environmentId,
+    environmentName,
     connector,
     settings,
     settingsError,
@@ -75,7 +78,7 @@ export function buildConfigSnapshot(environments: readonly Environment[], regist
     const runtime: RuntimeEnvironment = {
       environment,
       flags: new Map(environment.flags.map((flag) => [flag.name, flag])),
-      destinations: environment.destinations.map((d) => runtimeDestination(d, environment.id, registry)),
+      destinations: environment.destinations.map((d) => runtimeDestination(d, environment.id, environment.name ?? environment.id, registry)),
     };
     byId.set(environment.id, runtime);
     // Keys are looked up by hash so the map holds no secret worth dumping.

@@ -54,8 +54,13 @@ export async function startConfigWatcher(deps: {
     })();
     return reloading;
   };
+  let closed = false;
   const refreshQuietly = () => {
-    refresh().catch((error: unknown) => logger.warn({ err: error }, 'configuration reload failed; keeping the previous one'));
+    if (closed) return;
+    // A reload cut short by close() (the connection going away) is not a failure worth a warning.
+    refresh().catch((error: unknown) => {
+      if (!closed) logger.warn({ err: error }, 'configuration reload failed; keeping the previous one');
+    });
   };
 
   const subscriber = redis.duplicate();
@@ -76,8 +81,11 @@ export async function startConfigWatcher(deps: {
       };
     },
     async close() {
+      closed = true;
       clearInterval(poll);
       subscriber.disconnect();
+      // A reload in progress is not waited for: during a Redis outage it would wait for Redis
+      // (and `closed` keeps its failure quiet).
     },
   };
 }

@@ -11,9 +11,23 @@ import type { SecretBox } from './secret-box.js';
  * and destinations inside), secrets sealed by the SecretBox, and a version counter bumped (and
  * published) on every change so running processes reload within seconds.
  */
+/** What one transaction writes: environments by id (undefined deletes) and, when set, the plugin list. */
+export interface ConfigWrite {
+  readonly environments: ReadonlyMap<string, Environment | undefined>;
+  readonly plugins?: readonly string[] | undefined;
+}
+
 export interface ConfigStore {
   listEnvironments(): Promise<Environment[]>;
   getEnvironment(id: string): Promise<Environment | undefined>;
+  /** Without reading (or decrypting) it. */
+  hasEnvironment(id: string): Promise<boolean>;
+  /**
+   * Reads the whole configuration, lets `change` decide what to write, and writes all of it in
+   * one transaction, or nothing: retried when another writer got in between, so `change` may
+   * run more than once and must only compute.
+   */
+  transact<T>(change: (environments: Environment[], plugins: string[]) => { write?: ConfigWrite | undefined; result: T }): Promise<T>;
   /** Read-modify-write of one environment, safe against concurrent writers. Returns the new value. */
   updateEnvironment(id: string, change: (current: Environment | undefined) => Environment | undefined): Promise<Environment | undefined>;
   version(): Promise<number>;
@@ -60,9 +74,14 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
   const { redis, keys, registry, secrets } = deps;
 
   const decode = (raw: string): Environment => {
-    const stored = EnvironmentSchema.parse(JSON.parse(raw));
-    return mapSecrets(stored, registry, (value) => secrets.open(value));
+    const stored = EnvironmentSchema.safeParse(JSON.parse(raw));
+    if (!stored.success) {
+      const issue = stored.error.issues[0];
+      throw new AppError('FLAGSTREAM_ERR_CONFIG', `a stored environment cannot be read (${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}); fix it with \`flagstream apply\``);
+    }
+    return mapSecrets(stored.data, registry, (value) => secrets.open(value));
   };
+  const encode = (environment: Environment): string => JSON.stringify(mapSecrets(environment, registry, (value) => secrets.seal(value)));
 
   return {
     async listEnvironments() {
@@ -74,6 +93,39 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
     async getEnvironment(id) {
       const raw = await redis.hget(keys.configEnvironments, id);
       return raw === null ? undefined : decode(raw);
+    },
+    async hasEnvironment(id) {
+      return (await redis.hexists(keys.configEnvironments, id)) === 1;
+    },
+    async transact(change) {
+      for (let attempt = 0; attempt < 20; attempt += 1) {
+        // WATCH needs a connection of its own; it may be used before it has connected.
+        const connection = redis.duplicate({ enableOfflineQueue: true });
+        connection.on('error', () => undefined);
+        try {
+          await connection.watch(keys.configEnvironments, keys.configPlugins);
+          const [all, plugins] = await Promise.all([connection.hgetall(keys.configEnvironments), readPlugins(connection, keys)]);
+          const environments = Object.values(all)
+            .map(decode)
+            .sort((a, b) => a.id.localeCompare(b.id));
+          const { write, result } = change(environments, plugins);
+          if (write === undefined || (write.environments.size === 0 && write.plugins === undefined)) return result;
+          const transaction = connection.multi();
+          for (const [id, environment] of write.environments) {
+            if (environment === undefined) transaction.hdel(keys.configEnvironments, id);
+            else transaction.hset(keys.configEnvironments, id, encode(environment));
+          }
+          if (write.plugins !== undefined) transaction.set(keys.configPlugins, JSON.stringify([...write.plugins]));
+          transaction.incr(keys.configVersion);
+          if ((await transaction.exec()) !== null) {
+            await redis.publish(keys.configChannel, 'apply');
+            return result;
+          }
+        } finally {
+          connection.disconnect();
+        }
+      }
+      throw new AppError('FLAGSTREAM_ERR_CONFLICT', 'the configuration is being changed by others; try again');
     },
     async updateEnvironment(id, change) {
       for (let attempt = 0; attempt < 20; attempt += 1) {
@@ -88,7 +140,7 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
           const next = change(raw === null ? undefined : decode(raw));
           const transaction = connection.multi();
           if (next === undefined) transaction.hdel(keys.configEnvironments, id);
-          else transaction.hset(keys.configEnvironments, id, JSON.stringify(mapSecrets(next, registry, (value) => secrets.seal(value))));
+          else transaction.hset(keys.configEnvironments, id, encode(next));
           transaction.incr(keys.configVersion);
           const result = await transaction.exec();
           if (result !== null) {

@@ -13,9 +13,22 @@ export interface SecretBox {
   open(value: unknown): unknown;
 }
 
+/**
+ * For commands that never need a secret's value (export redacts, stats and dead letters need
+ * none): stored values are left sealed, and nothing can be written through it.
+ */
+export const sealedSecrets: SecretBox = {
+  encrypts: false,
+  seal() {
+    throw new AppError('FLAGSTREAM_ERR_CONFIG', 'this command reads the configuration without its secrets and cannot write it');
+  },
+  open: (value) => value,
+};
+
 export function createSecretBox(base64Key: string | undefined): SecretBox {
   const key = base64Key === undefined || base64Key === '' ? undefined : Buffer.from(base64Key, 'base64');
-  if (key !== undefined && key.length !== 32) {
+  // Buffer.from skips characters that are not base64: compare the round trip to catch a mangled key.
+  if (key !== undefined && (key.length !== 32 || key.toString('base64').replace(/=+$/, '') !== base64Key?.trim().replace(/=+$/, ''))) {
     throw new AppError('FLAGSTREAM_ERR_CONFIG', 'FLAGSTREAM_ENCRYPTION_KEY must be the base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)', {
       field: 'FLAGSTREAM_ENCRYPTION_KEY',
     });

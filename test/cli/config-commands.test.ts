@@ -110,7 +110,7 @@ describe('flagstream apply / export', () => {
     const smaller = file('smaller.yaml', validYaml.replace(/\s+- \{ name: quiet_flag[^\n]*\n/, '\n'));
     const withoutPrune = await runFlagstream(['apply', '-f', smaller], env);
     assert.match(withoutPrune.stdout, /no changes/);
-    const pruned = await runFlagstream(['apply', '-f', smaller, '--prune'], env);
+    const pruned = await runFlagstream(['apply', '-f', smaller, '--prune', '--yes'], env);
     assert.equal(pruned.code, 0, pruned.stderr);
     assert.match(pruned.stdout, /- flag env-prod\/quiet_flag/);
     const exported = await runFlagstream(['export', '--json'], env);

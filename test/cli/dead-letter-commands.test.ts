@@ -88,7 +88,7 @@ describe('flagstream dlq and destinations commands', () => {
   });
 
   test('purge deletes what it selects', async () => {
-    const purged = await runFlagstream(['dlq', 'purge', '--all', '--status', 'replayed'], env);
+    const purged = await runFlagstream(['dlq', 'purge', '--all', '--status', 'replayed', '--yes'], env);
     assert.match(purged.stdout, /purged 2 dead letter\(s\)/);
     const list = await runFlagstream(['dlq', 'list'], env);
     assert.match(list.stdout, /no dead letters/);

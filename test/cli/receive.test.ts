@@ -3,7 +3,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
-import { verifyWebhook, WebhookVerificationError } from '../../src/index.js';
+import { createWebhookVerifier, verifyWebhook, WebhookVerificationError } from '../../src/index.js';
 
 const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const body = JSON.stringify([{ id: 'imp-1', key: 'user-1', split: 'new_checkout', treatment: 'on', time: 1718900000123 }]);
@@ -20,6 +20,25 @@ describe('verifyWebhook', () => {
   test('throws for a bad signature or a stale timestamp', () => {
     assert.throws(() => verifyWebhook(body, signed('msg_1', new Date(), body, 'whsec_b3RoZXItc2VjcmV0LTEyMzQ1Ng=='), secret), WebhookVerificationError);
     assert.throws(() => verifyWebhook(body, signed('msg_1', new Date(Date.now() - 10 * 60_000)), secret), /too old/);
+  });
+});
+
+describe('createWebhookVerifier', () => {
+  test('toleranceMs changes the timestamp check, both ways', () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    const twoMinutesOld = signed('msg_t', new Date(now - 2 * 60_000));
+    assert.throws(() => createWebhookVerifier(secret, { toleranceMs: 60_000, now: () => now }).verify(body, twoMinutesOld), /too old/);
+    assert.equal(createWebhookVerifier(secret, { now: () => now }).verify(body, twoMinutesOld).duplicate, false);
+    const tenMinutesOld = signed('msg_u', new Date(now - 10 * 60_000));
+    assert.equal(createWebhookVerifier(secret, { toleranceMs: 15 * 60_000, now: () => now }).verify(body, tenMinutesOld).impressions[0]?.key, 'user-1');
+    assert.throws(() => verifyWebhook(body, signed('msg_v', new Date(now + 2 * 60_000)), secret, { toleranceMs: 60_000, now: () => now }), /too new/);
+  });
+
+  test('a secret not in whsec_ form is refused with a message saying the form', () => {
+    for (const wrong of ['MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'whsec_not base64!', 'sk_live_abc']) {
+      assert.throws(() => createWebhookVerifier(wrong), /expected the destination's secret as configured, "whsec_" followed by base64/);
+      assert.throws(() => verifyWebhook(body, signed('msg_w', new Date()), wrong), /"whsec_" followed by base64/);
+    }
   });
 });
 

@@ -30,7 +30,7 @@ describe('routing retries write each delivery once', () => {
           id: 'env-r',
           sdkKeys: ['sdk-r'],
           flags: [{ name: 'flag_r', trafficType: 'user', trackImpressions: true }],
-          destinations: [{ id: 'hook-r', type: 'webhook', settings: { url: `${receiver.url}/r`, maxBatchSize: 1000, maxBatchWait: 0 } }],
+          destinations: [{ id: 'hook-r', type: 'webhook', settings: { url: `${receiver.url}/r`, batchSize: 1000, maxBatchWait: 0 } }],
         },
       ],
     });

@@ -5,7 +5,9 @@ import type { DestinationHealthService } from '../../admin/destination-health-se
 import type { Queue } from 'bullmq';
 import type { DeliveryJobData } from '../../queues/queues.js';
 import { DeadLetterSchema } from '../../domain/dead-letter.js';
-import { AppError } from '../../domain/errors.js';
+import { z } from 'zod';
+import { keyProblems } from '../../admin/validate-configuration.js';
+import { AppError, problemsFromZod, validationError } from '../../domain/errors.js';
 import type { StatsStore } from '../../stores/stats-store.js';
 import type { LedgerService } from '../../admin/ledger-service.js';
 import { type AuthFailureLimiter, secretMatches } from '../auth-guard.js';
@@ -47,19 +49,37 @@ function statusFilter(value: string | undefined) {
   return parsed.data;
 }
 
+/** Input the schema does not name, or of the wrong type, is a 400 naming the field: a typo never widens a purge. */
+function strict<T>(schema: z.ZodType<T>, input: unknown, prefix = ''): T {
+  const parsed = schema.safeParse(input);
+  const problems = [...keyProblems(schema, input, prefix), ...(parsed.success ? [] : problemsFromZod(parsed.error.issues.filter((i) => i.code !== 'unrecognized_keys'), prefix))];
+  if (problems.length > 0 || !parsed.success) throw validationError(problems);
+  return parsed.data;
+}
+
+const SelectionBodySchema = z.object({
+  ids: z.array(z.string().min(1)).optional(),
+  destination: z.string().min(1).optional(),
+  since: z.string().optional(),
+  until: z.string().optional(),
+  status: z.string().optional(),
+  all: z.boolean().optional(),
+  dryRun: z.boolean().optional(),
+});
+const PauseBodySchema = z.object({ reason: z.string().max(500).optional() });
+const flagQuery = z.enum(['true', 'false']).optional();
+const ApplyQuerySchema = z.object({ prune: flagQuery, dryRun: flagQuery });
+const DeadLetterQuerySchema = z.object({ destination: z.string().min(1).optional(), since: z.string().optional(), until: z.string().optional(), status: z.string().optional(), limit: z.string().optional() });
+
 /** Body of replay and purge: `{ ids: [...] }`, `{ destination, since, until }` or `{ all: true }`, plus `dryRun`. */
-function selection(body: Body, now: number) {
-  const ids = body.ids;
-  if (ids !== undefined && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string'))) {
-    throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'ids: expected an array of dead letter ids', { field: 'ids' });
-  }
-  const text = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
+function selection(raw: unknown, now: number) {
+  const body = strict(SelectionBodySchema, raw);
   return {
-    ids: ids as string[] | undefined,
-    destinationId: text('destination'),
-    since: parseTimeBound(text('since'), now, 'since'),
-    until: parseTimeBound(text('until'), now, 'until'),
-    status: statusFilter(text('status')),
+    ids: body.ids,
+    destinationId: body.destination,
+    since: parseTimeBound(body.since, now, 'since'),
+    until: parseTimeBound(body.until, now, 'until'),
+    status: statusFilter(body.status),
     all: body.all === true,
     dryRun: body.dryRun === true,
   };
@@ -81,7 +101,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
 
       admin.get('/config', async () => config.exportConfiguration());
       admin.post('/config/apply', async (request) => {
-        const query = request.query as Params;
+        const query = strict(ApplyQuerySchema, request.query);
         const changes = await config.apply(request.body, { prune: query.prune === 'true', dryRun: query.dryRun === 'true' });
         return { dryRun: query.dryRun === 'true', changes };
       });
@@ -102,7 +122,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       });
       admin.get('/environments/:environmentId/stats', async (request) => {
         const environmentId = (request.params as Params).environmentId ?? '';
-        await config.getEnvironment(environmentId);
+        await config.assertEnvironment(environmentId);
         return { environmentId, flags: await deps.stats.flagStats(environmentId) };
       });
 
@@ -140,7 +160,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       admin.get('/health/destinations', async () => ({ destinations: await deps.destinationHealth.list() }));
       admin.get('/destinations/:destinationId/health', async (request) => deps.destinationHealth.status((request.params as Params).destinationId ?? ''));
       admin.post('/destinations/:destinationId/pause', async (request) => {
-        const reason = request.body !== undefined && request.body !== null ? (asBody(request.body).reason as string | undefined) : undefined;
+        const reason = request.body !== undefined && request.body !== null ? strict(PauseBodySchema, asBody(request.body)).reason : undefined;
         return deps.destinationHealth.pause((request.params as Params).destinationId ?? '', reason);
       });
       admin.post('/destinations/:destinationId/resume', async (request) => deps.destinationHealth.resume((request.params as Params).destinationId ?? ''));
@@ -150,7 +170,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
 
       // Dead letters.
       admin.get('/dead-letters', async (request) => {
-        const query = request.query as Params;
+        const query = strict(DeadLetterQuerySchema, request.query);
         const now = deps.clock();
         const limit = query.limit === undefined ? 100 : Number(query.limit);
         if (!Number.isInteger(limit) || limit < 1) throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'limit: expected a positive integer', { field: 'limit' });

@@ -1,8 +1,10 @@
 import { createDeadLettersService, parseTimeBound } from '../../admin/dead-letters-service.js';
 import { DeadLetterSchema } from '../../domain/dead-letter.js';
 import { AppError } from '../../domain/errors.js';
+import { durationMs } from '../../runtime/app-context.js';
+import { createDeadLetterStore } from '../../stores/dead-letter-store.js';
 import { openSession } from '../connect.js';
-import { printJson, printTable } from '../output.js';
+import { confirm, printJson, printTable } from '../output.js';
 
 interface SelectionOptions {
   destination?: string;
@@ -14,12 +16,14 @@ interface SelectionOptions {
   json?: boolean;
 }
 
+/** Dead letters need no secret: the configuration is read sealed, for destination ids and retry schedules. */
 async function withService<T>(run: (service: ReturnType<typeof createDeadLettersService>, now: number) => Promise<T>): Promise<T> {
-  const session = await openSession({ serving: false, logLevel: 'warn' });
+  const session = await openSession({ secrets: false, plugins: false });
   try {
-    const { ctx } = session;
-    const service = createDeadLettersService({ store: ctx.deadLetters, queues: ctx.queues, config: () => ctx.config.current(), clock: ctx.clock });
-    return await run(service, ctx.clock());
+    const snapshot = await session.snapshot();
+    const store = createDeadLetterStore({ redis: session.redis, keys: session.keys, retentionMs: durationMs(session.env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION') });
+    const service = createDeadLettersService({ store, queues: session.queues(), config: () => snapshot, clock: Date.now });
+    return await run(service, Date.now());
   } finally {
     await session.close();
   }
@@ -106,9 +110,14 @@ export function dlqReplay(ids: string[], options: SelectionOptions): Promise<voi
   });
 }
 
-export function dlqPurge(ids: string[], options: SelectionOptions): Promise<void> {
+export function dlqPurge(ids: string[], options: SelectionOptions & { yes?: boolean }): Promise<void> {
   return withService(async (service, now) => {
-    const report = await service.purge(selection(ids, options, now));
+    const chosen = selection(ids, options, now);
+    if (!chosen.dryRun) {
+      const { purged } = await service.purge({ ...chosen, dryRun: true });
+      if (purged > 0) await confirm(`dlq purge deletes ${purged} dead letter(s) for good`, { yes: options.yes });
+    }
+    const report = await service.purge(chosen);
     if (options.json) return printJson(report);
     process.stdout.write(`${report.dryRun ? 'would purge' : 'purged'} ${report.purged} dead letter(s)\n`);
   });

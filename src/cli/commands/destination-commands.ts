@@ -1,12 +1,15 @@
 import { createDestinationHealthService, type DestinationStatus } from '../../admin/destination-health-service.js';
+import { createHealthStore } from '../../stores/health-store.js';
 import { openSession } from '../connect.js';
 import { printJson, printTable } from '../output.js';
 
+/** Health needs no secret: the configuration is read sealed, for destination ids and types. */
 async function withService<T>(run: (service: ReturnType<typeof createDestinationHealthService>) => Promise<T>): Promise<T> {
-  const session = await openSession({ serving: false, logLevel: 'warn' });
+  const session = await openSession({ secrets: false, plugins: false });
   try {
-    const { ctx } = session;
-    return await run(createDestinationHealthService({ health: ctx.health, deliveryQueue: ctx.queues.delivery, config: () => ctx.config.current(), clock: ctx.clock }));
+    const snapshot = await session.snapshot();
+    const health = createHealthStore({ redis: session.redis, keys: session.keys });
+    return await run(createDestinationHealthService({ health, deliveryQueue: session.queues().delivery, config: () => snapshot, clock: Date.now }));
   } finally {
     await session.close();
   }

@@ -1,13 +1,17 @@
 import { createLedgerService } from '../../admin/ledger-service.js';
+import { durationMs } from '../../runtime/app-context.js';
+import { createLedgerStore } from '../../stores/ledger-store.js';
 import { openSession } from '../connect.js';
 import { printJson, printTable } from '../output.js';
 
 /** `flagstream ledger [--environment ID] [--json]`: where every accepted impression went. */
 export async function ledgerCommand(options: { json?: boolean; environment?: string }): Promise<void> {
-  const session = await openSession({ serving: false, logLevel: 'warn' });
+  // Counts and queues only: no secret, no plugin.
+  const session = await openSession({ secrets: false, plugins: false });
   try {
-    const { ctx } = session;
-    const report = await createLedgerService({ redis: ctx.redis, keys: ctx.keys, ledger: ctx.ledger, queues: ctx.queues }).report({ environmentId: options.environment });
+    const { env, redis, keys } = session;
+    const ledger = createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') });
+    const report = await createLedgerService({ redis, keys, ledger, queues: session.queues() }).report({ environmentId: options.environment });
     if (options.json) return printJson(report);
     const rows: Record<string, unknown>[] = [];
     for (const environment of report.environments) {
