@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { createConfigService } from '../admin/config-service.js';
 import { createLedgerService } from '../admin/ledger-service.js';
 import { createDeadLettersService } from '../admin/dead-letters-service.js';
+import { createImpressionsExportService } from '../admin/impressions-export-service.js';
 import { createDestinationHealthService } from '../admin/destination-health-service.js';
 import { createIngestService } from '../ingest/accept-impressions.js';
 import { describeConnector } from '../connectors/describe-connector.js';
@@ -15,6 +16,7 @@ import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerJsonBody } from './plugins/json-body.js';
 import { registerAdminRoutes } from './routes/admin.routes.js';
 import { registerIngestRoutes } from './routes/ingest.routes.js';
+import { registerImpressionRoutes } from './routes/impressions.routes.js';
 
 /** The HTTP adapter: ingest, admin and operations routes over the shared context. Never listens. */
 export function buildServer(ctx: AppContext, options: { logger?: Logger | false } = {}): FastifyInstance {
@@ -63,6 +65,17 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
         transport.close();
       }
     },
+  });
+
+  registerImpressionRoutes(app, {
+    adminToken: ctx.env.ADMIN_TOKEN,
+    exports: createImpressionsExportService({
+      config: current,
+      queues: ctx.queues,
+      ledger: ctx.ledger,
+      guard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST.split(',')),
+      clock: ctx.clock,
+    }),
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

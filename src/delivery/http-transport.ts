@@ -22,17 +22,13 @@ export class TransportFailure extends Error {
   }
 }
 
-/**
- * The one HTTP client of the delivery core: keep-alive agents, an AbortSignal for the core's
- * timeout, the destination guard applied to every resolved address, and response bodies capped
- * to what classification and dead letters need. Built on node:http so nock intercepts it in tests.
- */
-export function createHttpTransport(options: HttpTransportOptions): HttpClient & { close(): void } {
-  const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
+/** A DNS lookup that refuses addresses the guard refuses, for agents that must honour it. */
+export function guardedLookup(guard: DestinationGuard): LookupFunction {
+  return (hostname, lookupOptions, callback) => {
     dnsLookup(hostname, { ...lookupOptions, all: true }, (error, addresses: LookupAddress[]) => {
       if (error) return callback(error, '', 4);
       try {
-        for (const entry of addresses) options.guard.check(hostname, entry.address);
+        for (const entry of addresses) guard.check(hostname, entry.address);
       } catch (refusal) {
         return callback(refusal as NodeJS.ErrnoException, '', 4);
       }
@@ -42,7 +38,15 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
       callback(null, first.address, first.family);
     });
   };
-  const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup };
+}
+
+/**
+ * The one HTTP client of the delivery core: keep-alive agents, an AbortSignal for the core's
+ * timeout, the destination guard applied to every resolved address, and response bodies capped
+ * to what classification and dead letters need. Built on node:http so nock intercepts it in tests.
+ */
+export function createHttpTransport(options: HttpTransportOptions): HttpClient & { close(): void } {
+  const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup(options.guard) };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
 
