@@ -17,6 +17,7 @@ import { registerJsonBody } from './plugins/json-body.js';
 import { registerAdminRoutes } from './routes/admin.routes.js';
 import { registerIngestRoutes } from './routes/ingest.routes.js';
 import { registerImpressionRoutes } from './routes/impressions.routes.js';
+import { registerOpenApi } from './openapi.js';
 
 /** The HTTP adapter: ingest, admin and operations routes over the shared context. Never listens. */
 export function buildServer(ctx: AppContext, options: { logger?: Logger | false } = {}): FastifyInstance {
@@ -31,6 +32,8 @@ export function buildServer(ctx: AppContext, options: { logger?: Logger | false 
   });
   registerErrorHandler(app);
   registerJsonBody(app, maxBytes);
+  // Before any route: it records each one as it is added.
+  registerOpenApi(app, { version: '0.1.0' });
 
   const ingest = createIngestService({ queues: ctx.queues, redis: ctx.redis, ledger: ctx.ledger, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
   const configService = createConfigService({ store: ctx.configStore, registry: ctx.registry });

@@ -38,9 +38,9 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   return parsed.data;
 }
 
-const CountsSchema = z.object({ pf: z.array(z.object({ f: z.string().min(1), m: z.number(), rc: z.number().int().nonnegative() })) });
-const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: z.string().min(1), ks: z.array(z.string()) })) });
-const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: z.string().min(1), fs: z.array(z.string()) })) });
+export const CountsSchema = z.object({ pf: z.array(z.object({ f: z.string().min(1), m: z.number(), rc: z.number().int().nonnegative() })) });
+export const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: z.string().min(1), ks: z.array(z.string()) })) });
+export const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: z.string().min(1), fs: z.array(z.string()) })) });
 
 /**
  * The three doors impressions come in by: the Split SDK events API (so an SDK's `urls.events`
