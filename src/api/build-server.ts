@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { createConfigService } from '../admin/config-service.js';
 import { createLedgerService } from '../admin/ledger-service.js';
 import { createDeadLettersService } from '../admin/dead-letters-service.js';
+import { createImpressionsExportService } from '../admin/impressions-export-service.js';
 import { createDestinationHealthService } from '../admin/destination-health-service.js';
 import { createMonitoringService } from '../admin/monitoring-service.js';
 import { createIngestService } from '../ingest/accept-impressions.js';
@@ -26,6 +27,8 @@ import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerJsonBody } from './plugins/json-body.js';
 import { registerAdminRoutes } from './routes/admin.routes.js';
 import { registerIngestRoutes } from './routes/ingest.routes.js';
+import { registerImpressionRoutes } from './routes/impressions.routes.js';
+import { registerOpenApi } from './openapi.js';
 import { registerMonitoringRoutes } from './routes/monitoring.routes.js';
 
 /** An incoming X-Request-Id is kept when it is a plain token; anything else gets a fresh id. */
@@ -93,6 +96,8 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
   });
   registerErrorHandler(app);
   registerJsonBody(app, maxBytes);
+  // Before any route: it records each one as it is added.
+  registerOpenApi(app, { version: '0.1.0' });
   app.addHook('onError', async (_request, _reply, error) => {
     ctx.outages.absorb(error, 'http');
   });
@@ -146,6 +151,17 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
         transport.close();
       }
     },
+  });
+
+  registerImpressionRoutes(app, {
+    adminToken: ctx.env.ADMIN_TOKEN,
+    exports: createImpressionsExportService({
+      config: current,
+      queues: serving.queues,
+      ledger: serving.ledger,
+      guard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST),
+      clock: ctx.clock,
+    }),
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

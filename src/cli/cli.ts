@@ -3,6 +3,7 @@ import { type ApplyCommandOptions, applyCommand, exportCommand, statsCommand } f
 import { connectorsCommand, destinationsTest } from './commands/connector-commands.js';
 import { dlqList, dlqPurge, dlqReplay, dlqShow } from './commands/dead-letter-commands.js';
 import { destinationsPause, destinationsResume, destinationsStatus } from './commands/destination-commands.js';
+import { impressionsExport } from './commands/impressions-commands.js';
 import { ledgerCommand } from './commands/ledger-command.js';
 import { monitorCommand } from './commands/monitor-command.js';
 import { receiveCommand } from './commands/receive.js';
@@ -120,6 +121,25 @@ export function buildCli(): Command {
     if (name === 'purge') purge = dlq.commands.at(-1);
   }
   purge?.option('-y, --yes', 'confirm the deletion without asking (required without a terminal)');
+
+  const collect = (value: string, previous: string[] = []) => [...previous, value];
+  program
+    .command('impressions')
+    .description('query the impressions archive of an s3 destination: export them, or backfill a destination')
+    .command('export')
+    .description('impressions of the archive (environment of --from) by flag, treatment, key and time, as JSON lines or CSV; with --to, sent to a destination instead')
+    .requiredOption('--from <destination>', 'the s3 destination whose archive is read')
+    .option('--flag <name>', 'only this flag (repeat for several: any of them)', collect)
+    .option('--treatment <name>', 'only this treatment (repeatable)', collect)
+    .option('--key <key>', 'only this key (repeatable)', collect)
+    .requiredOption('--since <time>', 'impression time from: ISO date, epoch ms, or a duration back from now (2h, 7d)')
+    .option('--until <time>', 'impression time before (same forms; default now)')
+    .addOption(new Option('--format <format>', 'output format (default jsonl)').choices(['jsonl', 'csv']))
+    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .option('--to <destination>', 'backfill: send the impressions (original ids) through the delivery core to this destination of the same environment')
+    .option('--dry-run', 'print counts (objects, rows matched, per flag; with --to, what would be sent) and write nothing')
+    .option('--json', 'counts as JSON (with --to or --dry-run)')
+    .action((options) => impressionsExport(options));
 
   const destinations = program.command('destinations').description('destination health and checks: status, pause, resume, test');
   destinations

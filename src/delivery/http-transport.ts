@@ -24,6 +24,24 @@ export class TransportFailure extends Error {
   }
 }
 
+/** A DNS lookup that refuses a name if any address it resolves to is refused (for every agent that must honour the guard). */
+export function guardedLookup(guard: DestinationGuard): LookupFunction {
+  return (hostname, lookupOptions, callback) => {
+    dnsLookup(hostname, { ...lookupOptions, all: true }, (error, addresses: LookupAddress[]) => {
+      if (error) return callback(error, '', 4);
+      try {
+        for (const entry of addresses) guard.check(hostname, entry.address);
+      } catch (refusal) {
+        return callback(refusal as NodeJS.ErrnoException, '', 4);
+      }
+      if (lookupOptions.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+      const first = addresses[0];
+      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 4);
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
 /**
  * The one HTTP client of the delivery core: keep-alive agents, an AbortSignal for the core's
  * timeout, the destination guard applied to every connection, and response bodies capped
@@ -42,20 +60,6 @@ export class TransportFailure extends Error {
  * letter or a log line.
  */
 export function createHttpTransport(options: HttpTransportOptions): HttpClient & { close(): void } {
-  const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
-    dnsLookup(hostname, { ...lookupOptions, all: true }, (error, addresses: LookupAddress[]) => {
-      if (error) return callback(error, '', 4);
-      try {
-        for (const entry of addresses) options.guard.check(hostname, entry.address);
-      } catch (refusal) {
-        return callback(refusal as NodeJS.ErrnoException, '', 4);
-      }
-      if (lookupOptions.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-      const first = addresses[0];
-      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 4);
-      callback(null, first.address, first.family);
-    });
-  };
   /** The last word on every new socket: its real peer, whatever resolved it. */
   const guardSocket = (socket: Duplex | null | undefined, host: string | null | undefined): void => {
     if (!(socket instanceof Socket)) return;
@@ -69,7 +73,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpClient &
       }
     });
   };
-  const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup };
+  const agentOptions = { keepAlive: true, maxSockets: 64, lookup: guardedLookup(options.guard) };
   class GuardedHttpAgent extends http.Agent {
     override createConnection(connectOptions: http.ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
       const socket = super.createConnection(connectOptions, callback);

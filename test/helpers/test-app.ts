@@ -3,7 +3,7 @@ import type { Job } from 'bullmq';
 import { pino } from 'pino';
 import { createConfigService } from '../../src/admin/config-service.js';
 import { readEnv } from '../../src/app-config.js';
-import { buildServer } from '../../src/api/build-server.js';
+import { buildServer, type ServerOptions } from '../../src/api/build-server.js';
 import { createDestinationGuard } from '../../src/delivery/destination-guard.js';
 import type { ConnectorRegistry } from '../../src/connectors/registry.js';
 import type { ConfigurationInput } from '../../src/domain/configuration.js';
@@ -50,6 +50,8 @@ export async function startTestApp(
     redisUrl?: string;
     /** Where log lines go (debug level), for tests that read them. */
     logStream?: NodeJS.WritableStream;
+    /** Server options other than the logger (e.g. shorter HTTP timeouts). */
+    server?: Omit<ServerOptions, 'logger'>;
   } = {},
 ): Promise<TestApp> {
   const prefix = uniquePrefix();
@@ -69,7 +71,7 @@ export async function startTestApp(
     ? createLogger('debug', options.logStream)
     : pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const ctx = await createAppContext({ env, logger, redis, metrics: createMetrics({ defaultMetrics: false }), configPollIntervalMs: 200, ...(options.clock ? { clock: options.clock } : {}), ...(options.registry ? { registry: options.registry } : {}) });
-  const server = buildServer(ctx, { logger });
+  const server = buildServer(ctx, { ...options.server, logger });
   const address = await server.listen({ port: 0, host: '127.0.0.1' });
   const completedDeliveries: { job: Job; result: unknown }[] = [];
   const completedRoutings: { job: Job; result: unknown }[] = [];

@@ -44,9 +44,9 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 // `m` is the hour the counts are for (epoch ms, not stored); `ks` / `k` are the SDK's keys.
-const CountsSchema = z.object({ pf: z.array(z.object({ f: IngestRequiredText, m: z.number().int().nonnegative(), rc: IngestCount })) });
-const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: IngestRequiredText, ks: z.array(IngestText) })) });
-const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: IngestRequiredText, fs: z.array(IngestRequiredText) })) });
+export const CountsSchema = z.object({ pf: z.array(z.object({ f: IngestRequiredText, m: z.number().int().nonnegative(), rc: IngestCount })) });
+export const ServerKeysSchema = z.object({ keys: z.array(z.object({ f: IngestRequiredText, ks: z.array(IngestText) })) });
+export const ClientKeysSchema = z.object({ keys: z.array(z.object({ k: IngestRequiredText, fs: z.array(IngestRequiredText) })) });
 
 /**
  * The three doors impressions come in by: the Split SDK events API (so an SDK's `urls.events`

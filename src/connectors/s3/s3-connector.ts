@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
 import { type ColumnSource, parquetWriteBuffer } from 'hyparquet-writer';
 import { z } from 'zod';
 import { excerpt } from '../http-classification.js';
@@ -169,12 +169,22 @@ function fileExtension(settings: S3Settings): string {
   return settings.compression === 'gzip' ? `${settings.format}.gz` : settings.format;
 }
 
-/** `{prefix}env=<id>/dt=YYYY-MM-DD/hour=HH/<batch-id>.<ext>`, the hour being the impression time's, in UTC. */
-export function s3ObjectKey(settings: S3Settings, environmentId: string, hourStart: number, batchId: string): string {
+/** `{prefix}env=<id>/`: the folder of one environment's objects (readers list partitions below it). */
+export function s3EnvironmentPrefix(settings: S3Settings, environmentId: string): string {
   const trimmed = settings.prefix.replace(/^\/+/, '');
   const prefix = trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+  return `${prefix}env=${partitionValue(environmentId)}/`;
+}
+
+/** `{prefix}env=<id>/dt=YYYY-MM-DD/hour=HH/`: the partition of the hour starting at `hourStart` (UTC). */
+export function s3PartitionPrefix(settings: S3Settings, environmentId: string, hourStart: number): string {
   const iso = new Date(hourStart).toISOString();
-  return `${prefix}env=${partitionValue(environmentId)}/dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/${batchId}.${fileExtension(settings)}`;
+  return `${s3EnvironmentPrefix(settings, environmentId)}dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`;
+}
+
+/** `{prefix}env=<id>/dt=YYYY-MM-DD/hour=HH/<batch-id>.<ext>`, the hour being the impression time's, in UTC. */
+export function s3ObjectKey(settings: S3Settings, environmentId: string, hourStart: number, batchId: string): string {
+  return `${s3PartitionPrefix(settings, environmentId, hourStart)}${batchId}.${fileExtension(settings)}`;
 }
 
 /** RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled; null is an empty field. */
@@ -184,8 +194,13 @@ function csvField(value: string | number | null): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+/** One CSV record of a row (no line end); the header is `s3Columns.join(',')`. */
+export function s3CsvRecord(row: S3Row): string {
+  return s3Columns.map((column) => csvField(row[column])).join(',');
+}
+
 function toCsv(rows: readonly S3Row[]): string {
-  const lines = [s3Columns.join(','), ...rows.map((row) => s3Columns.map((column) => csvField(row[column])).join(','))];
+  const lines = [s3Columns.join(','), ...rows.map(s3CsvRecord)];
   return `${lines.join('\r\n')}\r\n`;
 }
 
@@ -380,6 +395,25 @@ export function platformRequestHandler(http: HttpClient) {
   };
 }
 
+/** Where and as whom to reach the bucket: shared by the connector (writes) and the impressions export (reads). */
+export function s3ClientConfig(settings: S3Settings): S3ClientConfig {
+  const credentials =
+    settings.accessKeyId !== undefined && settings.secretAccessKey !== undefined
+      ? { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey, ...(settings.sessionToken === undefined ? {} : { sessionToken: settings.sessionToken }) }
+      : undefined;
+  return {
+    region: settings.region,
+    forcePathStyle: settings.forcePathStyle,
+    ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
+    // Absent: the SDK's default chain (env, shared files, SSO, web identity, ECS, EC2 metadata).
+    ...(credentials === undefined ? {} : { credentials }),
+    // AWS S3 gets the SDK's default CRC32 checksum header; S3-compatible stores often reject it
+    // (aws-sdk-js-v3#6810), so there only the checksums an operation requires are sent. The
+    // SigV4 payload hash (x-amz-content-sha256) protects the body either way.
+    ...(settings.endpoint === undefined ? {} : { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }),
+  };
+}
+
 export const s3Connector: Connector<S3Settings, S3PutRequest, S3PutResponse, S3Client> = {
   type: 's3',
   displayName: 'Amazon S3',
@@ -398,22 +432,10 @@ export const s3Connector: Connector<S3Settings, S3PutRequest, S3PutResponse, S3C
     maxConcurrentRequests: 4,
   }),
   createClient(settings, platform) {
-    const credentials =
-      settings.accessKeyId !== undefined && settings.secretAccessKey !== undefined
-        ? { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey, ...(settings.sessionToken === undefined ? {} : { sessionToken: settings.sessionToken }) }
-        : undefined;
     return new S3Client({
-      region: settings.region,
-      forcePathStyle: settings.forcePathStyle,
-      ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
-      // Absent: the SDK's default chain (env, shared files, SSO, web identity, ECS, EC2 metadata).
-      ...(credentials === undefined ? {} : { credentials }),
+      ...s3ClientConfig(settings),
       // One attempt: every failure goes back to the core, which owns retries and backoff.
       maxAttempts: 1,
-      // AWS S3 gets the SDK's default CRC32 checksum header; S3-compatible stores often reject it
-      // (aws-sdk-js-v3#6810), so there only the checksums an operation requires are sent. The
-      // SigV4 payload hash (x-amz-content-sha256) protects the body either way.
-      ...(settings.endpoint === undefined ? {} : { requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }),
       requestHandler: platformRequestHandler(platform.http),
     });
   },
