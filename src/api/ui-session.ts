@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { fastifyCookie } from '@fastify/cookie';
+import { parse as parseCookie } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { secretMatches } from './auth-guard.js';
 
@@ -33,7 +33,7 @@ export function createUiSessions(adminToken: string, clock: () => number): UiSes
     accepts(request) {
       const header = request.headers.cookie;
       if (header === undefined) return false;
-      const value = fastifyCookie.parse(header)[uiSessionCookie];
+      const value = parseCookie(header)[uiSessionCookie];
       const match = value === undefined ? null : /^(\d{1,15})\.([\w-]{43})$/.exec(value);
       if (match?.[1] === undefined || match[2] === undefined) return false;
       return Number(match[1]) > clock() && secretMatches(match[2], sign(match[1]));

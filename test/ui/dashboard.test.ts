@@ -70,7 +70,7 @@ describe('dashboard under /ui, in a real browser', () => {
     await page.goto(`${app.url}/ui/`);
     await page.getByLabel('Admin token').fill(adminToken);
     await page.getByRole('button', { name: 'Log in' }).click();
-    await page.getByRole('heading', { name: 'Flags' }).waitFor();
+    await page.getByRole('heading', { name: 'Flags', exact: true }).waitFor();
     const [cookie] = await page.context().cookies();
     assert.equal(cookie?.name, 'flagstream_session');
     assert.equal(cookie?.httpOnly, true);

@@ -6,7 +6,7 @@ const palette = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2
 const refreshMs = 5000;
 
 /** One uPlot chart, rebuilt when its data changes. */
-function Chart({ title, x, series, bars }: { title: string; x: number[]; series: { label: string; values: number[] }[]; bars?: boolean }) {
+function Chart({ title, x, series, points }: { title: string; x: number[]; series: { label: string; values: number[] }[]; points?: boolean }) {
   const element = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (element.current === null) return;
@@ -16,14 +16,16 @@ function Chart({ title, x, series, bars }: { title: string; x: number[]; series:
         title,
         width,
         height: 240,
-        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2, ...(bars ? { paths: uPlot.paths.bars?.({ size: [0.6, 40] }), fill: palette[i % palette.length] } : {}) }))],
+        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: palette[i % palette.length], width: 2, points: { show: points === true, size: 8 } }))],
+        // A range of one day (or one bucket) still gets a readable axis: half a day either side.
+        scales: { x: { time: true, ...(x.length === 1 && x[0] !== undefined ? { range: [x[0] - 43_200, x[0] + 43_200] as uPlot.Range.MinMax } : {}) } },
         axes: [{}, { size: 50 }],
       },
       [x, ...series.map((s) => s.values)],
       element.current,
     );
     return () => plot.destroy();
-  }, [title, x, series, bars]);
+  }, [title, x, series, points]);
   return <div class="chart" data-chart={title} ref={element} />;
 }
 
@@ -153,7 +155,7 @@ export function MonitoringView({ environment }: { environment: Environment }) {
           </table>
           <div class="charts">
             <Chart title={`${flag.flag}: impressions per treatment`} x={seconds} series={flag.treatments.map((t) => ({ label: t.treatment, values: t.impressions }))} />
-            <Chart title={`${flag.flag}: unique keys per day`} x={days} series={flag.treatments.map((t) => ({ label: t.treatment, values: t.uniqueKeysPerDay }))} bars />
+            <Chart title={`${flag.flag}: unique keys per day`} x={days} series={flag.treatments.map((t) => ({ label: t.treatment, values: t.uniqueKeysPerDay }))} points />
           </div>
         </section>
       ))}
