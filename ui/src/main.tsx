@@ -28,9 +28,10 @@ function LoginForm({ onLogin }: { onLogin: () => void }) {
   return (
     <section class="login">
       <h2>flagstream dashboard</h2>
-      <form onSubmit={submit} class="row">
+      {/* POST and no field name: even without the script, a submit never puts the token in a URL. */}
+      <form method="post" action="/ui/login" onSubmit={submit} class="row">
         <label>
-          Admin token <input type="password" name="token" autocomplete="current-password" value={token} onInput={(e) => setToken(e.currentTarget.value)} />
+          Admin token <input type="password" autocomplete="current-password" value={token} onInput={(e) => setToken(e.currentTarget.value)} />
         </label>
         <button type="submit">Log in</button>
       </form>
