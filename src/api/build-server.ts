@@ -30,6 +30,8 @@ import { registerIngestRoutes } from './routes/ingest.routes.js';
 import { registerImpressionRoutes } from './routes/impressions.routes.js';
 import { registerOpenApi } from './openapi.js';
 import { registerMonitoringRoutes } from './routes/monitoring.routes.js';
+import { registerUiRoutes } from './routes/ui.routes.js';
+import { createUiSessions } from './ui-session.js';
 
 /** An incoming X-Request-Id is kept when it is a plain token; anything else gets a fresh id. */
 function requestId(request: IncomingMessage): string {
@@ -120,9 +122,12 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
   const environmentExists = async (environmentId: string) => (await serving.configStore.getEnvironment(environmentId)) !== undefined;
   const subscriptions = createTailSubscriptions({ redis: ctx.redis, keys: ctx.keys, clock: ctx.clock });
   app.addHook('onClose', async () => subscriptions.close());
+  const uiSessions = ctx.env.ADMIN_TOKEN === undefined ? undefined : createUiSessions(ctx.env.ADMIN_TOKEN, ctx.clock);
+  registerUiRoutes(app, { adminToken: ctx.env.ADMIN_TOKEN, sessions: uiSessions, authFailures, queues: serving.queues, clock: ctx.clock });
   registerAdminRoutes(app, {
     adminToken: ctx.env.ADMIN_TOKEN,
     authFailures,
+    uiSessions,
     configService,
     stats: serving.stats,
     ledger: createLedgerService({ redis: serving.redis, keys: ctx.keys, ledger: serving.ledger, queues: serving.queues }),

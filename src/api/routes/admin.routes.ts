@@ -11,11 +11,14 @@ import { AppError, problemsFromZod, validationError } from '../../domain/errors.
 import type { StatsStore } from '../../stores/stats-store.js';
 import type { LedgerService } from '../../admin/ledger-service.js';
 import { type AuthFailureLimiter, secretMatches } from '../auth-guard.js';
+import type { UiSessions } from '../ui-session.js';
 
 export interface AdminRouteDeps {
   readonly adminToken: string | undefined;
   /** Shared with ingest: failed authentications per client, answered 429 past the limit. */
   readonly authFailures: AuthFailureLimiter;
+  /** The dashboard's session cookie, accepted in place of the Bearer token. */
+  readonly uiSessions?: UiSessions;
   readonly configService: ConfigService;
   readonly stats: StatsStore;
   readonly ledger: LedgerService;
@@ -92,6 +95,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       admin.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) =>
         deps.authFailures.authenticate(request, reply, () => {
           if (deps.adminToken === undefined) throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'the admin API is disabled: set ADMIN_TOKEN', { field: 'authorization' });
+          if (request.headers.authorization === undefined && deps.uiSessions?.accepts(request) === true) return;
           const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
           if (match?.[1] === undefined || !secretMatches(match[1].trim(), deps.adminToken)) {
             throw new AppError('FLAGSTREAM_ERR_UNAUTHORIZED', 'missing or wrong Authorization: Bearer <ADMIN_TOKEN>', { field: 'authorization' });
