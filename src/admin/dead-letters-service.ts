@@ -37,7 +37,8 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
    * before it was deleted. A typo is not found, never an empty success.
    */
   const requireKnownDestination = async (destinationId: string | undefined): Promise<void> => {
-    if (destinationId === undefined || deps.config().destinations.has(destinationId)) return;
+    // `@routing` names the dead letters of impressions that could not be routed: always a valid name.
+    if (destinationId === undefined || destinationId === routingStage || deps.config().destinations.has(destinationId)) return;
     if ((await store.listIds({ destinationId, limit: 1 })).length > 0) return;
     const suggestion = closestName(destinationId, [...deps.config().destinations.keys()]);
     throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no destination "${destinationId}" (none is configured, and none has dead letters)${suggestion === undefined ? '' : `; did you mean ${suggestion}?`}`, {

@@ -36,7 +36,13 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
       const multi = await queueTransaction(deps.queues.ingest);
       await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, impressions }, opts: { jobId } }]);
       deps.ledger.countReceived(multi, environmentId, impressions.length, `received:${jobId}`);
-      await execAll(multi);
+      try {
+        await execAll(multi);
+      } catch (error) {
+        // The reply may have been lost after the transaction ran (a dropped connection): its count
+        // marker says whether it did. Accepted then; otherwise the client is told to retry.
+        if (!(await deps.ledger.wasCounted(`received:${jobId}`, 2_000))) throw error;
+      }
       deps.metrics.impressionsReceived.inc({ source }, impressions.length);
       deps.metrics.ingestRequestImpressions.observe({ source }, impressions.length);
       return impressions.length;

@@ -68,6 +68,11 @@ export interface LedgerStore {
    * A crash in the middle leaves it claimed: such a write is lost, never doubled.
    */
   once(onceKey: string, write: () => Promise<void>): Promise<void>;
+  /**
+   * Whether the transaction that counted with `onceKey` ran, asked once Redis answers again
+   * (at most `waitMs`): for a caller whose reply was lost. False when it cannot tell.
+   */
+  wasCounted(onceKey: string, waitMs: number): Promise<boolean>;
   environments(): Promise<EnvironmentCounts[]>;
   destinations(): Promise<DestinationCounts[]>;
 }
@@ -147,6 +152,23 @@ export function createLedgerStore(deps: { redis: Redis; keys: RedisKeys; markerT
         await redis.del(key).catch(() => undefined);
         throw error;
       }
+    },
+    async wasCounted(onceKey, waitMs) {
+      if (redis.status !== 'ready') {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            redis.off('ready', done);
+            resolve();
+          };
+          const timer = setTimeout(done, waitMs);
+          redis.once('ready', done);
+        });
+      }
+      return redis.exists(keys.ledgerOnce(onceKey)).then(
+        (found) => found === 1,
+        () => false,
+      );
     },
     async environments() {
       const ids = (await redis.smembers(keys.ledgerEnvironments)).sort();

@@ -30,6 +30,8 @@ function requestUnderWay(url: string, load: ImpressionLoad) {
     });
     outgoing.once('error', reject);
   });
+  // Handled from the start: a reset may come before finish() awaits it.
+  answered.catch(() => undefined);
   outgoing.flushHeaders();
   return {
     serverHasIt: withTimeout(serverHasIt, 10_000, '100 Continue'),
