@@ -32,6 +32,7 @@ export type ExportFormat = z.infer<typeof ExportFormatSchema>;
 /** `POST /admin/v1/impressions/export`. */
 export const ImpressionsExportRequestSchema = ImpressionQueryInputSchema.extend({
   format: ExportFormatSchema.default('jsonl').describe('jsonl (one JSON object a line) or csv (RFC 4180, header row)'),
+  dryRun: z.boolean().default(false).describe('Answer the counts (objects, rows read, matched per flag) as JSON instead of the rows'),
 });
 /** `POST /admin/v1/impressions/backfill`. */
 export const ImpressionsBackfillRequestSchema = ImpressionQueryInputSchema.extend({

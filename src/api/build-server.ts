@@ -136,13 +136,23 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
     deliveryQueue: serving.queues.delivery,
     clock: ctx.clock,
     connectors: () => ctx.registry.list().map(describeConnector),
-    moreRoutes: (admin) =>
+    moreRoutes: (admin) => {
       registerMonitoringRoutes(admin, {
         monitoring: createMonitoringService({ store: serving.monitoring, environmentExists, clock: ctx.clock }),
         subscriptions,
         environmentExists,
         liveTail: { ...defaultLiveTailLimits, ...options.liveTail },
-      }),
+      });
+      registerImpressionRoutes(admin, {
+        exports: createImpressionsExportService({
+          config: current,
+          queues: serving.queues,
+          ledger: serving.ledger,
+          guard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST),
+          clock: ctx.clock,
+        }),
+      });
+    },
     testDestination: async (destinationId) => {
       const destination = ctx.config.current().destinations.get(destinationId);
       if (destination === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no destination "${destinationId}"`, { field: 'destinationId' });
@@ -156,17 +166,6 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
         transport.close();
       }
     },
-  });
-
-  registerImpressionRoutes(app, {
-    adminToken: ctx.env.ADMIN_TOKEN,
-    exports: createImpressionsExportService({
-      config: current,
-      queues: serving.queues,
-      ledger: serving.ledger,
-      guard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST),
-      clock: ctx.clock,
-    }),
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

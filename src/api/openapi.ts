@@ -125,9 +125,9 @@ const adminDocs: Record<string, RouteDoc> = {
   'POST /admin/v1/dead-letters/purge': { summary: 'Delete dead letters', body: SelectionSchema },
   'POST /admin/v1/impressions/export': {
     summary: "Impressions from an s3 destination's archive, streamed as JSON lines or CSV",
-    description: 'Only the partitions of the time range are read; rows are written as they are read. Filters: OR within flags, treatments, keys; AND across them.',
+    description: 'Only the partitions of the time range are read; rows are written as they are read. Filters: OR within flags, treatments, keys; AND across them. With dryRun, the counts as JSON instead.',
     body: ImpressionsExportRequestSchema,
-    responses: { 200: { description: 'One row a line, in partition (hour) order', body: z.string(), contentTypes: ['application/x-ndjson', 'text/csv'] } },
+    responses: { 200: { description: 'One row a line, in partition (hour) order (with dryRun: the counts, application/json)', body: z.string(), contentTypes: ['application/x-ndjson', 'text/csv', 'application/json'] } },
   },
   'POST /admin/v1/impressions/backfill': {
     summary: 'Send archived impressions (original ids) to a destination of the same environment',

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { HttpReceiver } from '../helpers/http-receiver.js';
+import { type LocalS3, s3Credentials, startLocalS3 } from '../helpers/s3-server.js';
 import { adminToken, postJson, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 // The dashboard in a real browser (Debian's Chromium, never a downloaded one) against the whole
@@ -15,6 +17,7 @@ const timeout = 10_000;
 describe('dashboard under /ui, in a real browser', () => {
   let app: TestApp;
   let receiver: HttpReceiver;
+  let s3: LocalS3;
   let browser: Browser;
   let page: Page;
 
@@ -26,6 +29,7 @@ describe('dashboard under /ui, in a real browser', () => {
 
   before(async () => {
     receiver = await HttpReceiver.start();
+    s3 = await startLocalS3('archive');
     // Routing asks on every job whether anyone watches the tail (1 s in production).
     app = await startTestApp({ workerOptions: { tailCheckIntervalMs: 0 } });
     await app.apply({
@@ -50,6 +54,7 @@ describe('dashboard under /ui, in a real browser', () => {
     await browser?.close();
     await app?.close();
     await receiver?.close();
+    await s3?.close();
   });
 
   test('the page, its queue views and the admin API refuse callers without the token or a session', async () => {
@@ -159,5 +164,67 @@ describe('dashboard under /ui, in a real browser', () => {
     await page.getByText('delivery', { exact: true }).first().waitFor();
     await page.getByText('Loading...').waitFor({ state: 'detached' });
     await page.screenshot({ path: `${artifacts}dashboard-queues.png` });
+  });
+
+  test('export: count an s3 archive, download its rows, dry-run a backfill', async () => {
+    // An archive (s3rver, path-style, allowed by FLAGSTREAM_DESTINATION_ALLOWLIST=127.0.0.1) and a webhook to backfill into.
+    await app.apply({
+      environments: [
+        {
+          id: 'env-prod',
+          sdkKeys: ['prod-sdk-key'],
+          flags: [{ name: 'new_checkout', trafficType: 'user', trackImpressions: true }],
+          destinations: [
+            { id: 'lake', type: 's3', settings: { bucket: 'archive', prefix: 'ui/', endpoint: s3.endpoint, forcePathStyle: true, maxWait: 0, ...s3Credentials } },
+            { id: 'hook-ui', type: 'webhook', settings: { url: `${receiver.url}/hook` }, filters: { flags: ['new_checkout'] } },
+          ],
+        },
+      ],
+    });
+    const now = Date.now();
+    await send([
+      { key: 'exp-1', split: 'new_checkout', treatment: 'on', time: now },
+      { key: 'exp-2', split: 'new_checkout', treatment: 'on', time: now },
+      { key: 'exp-3', split: 'new_checkout', treatment: 'off', time: now },
+    ]);
+    await app.waitForState(
+      async () => ((await app.admin('POST', '/impressions/export', { from: 'lake', since: '1h', dryRun: true })).body as { rowsMatched?: number }).rowsMatched === 3,
+      timeout,
+      'three impressions archived in lake',
+    );
+
+    await page.goto(`${app.url}/ui/`);
+    await page.getByRole('button', { name: 'Export', exact: true }).click();
+    const view = page.locator('section.export');
+    await view.getByLabel('Archive').selectOption('lake');
+    await view.getByLabel('Since').fill('1h');
+    await view.getByRole('button', { name: 'Count' }).click();
+    await view.locator('.result', { hasText: '3 row(s) matched' }).waitFor();
+    await view.locator('table.export-counts tr[data-flag="new_checkout"] td:nth-child(2)', { hasText: '3' }).waitFor();
+
+    // Download with a filter: the file holds exactly the matching rows.
+    await view.getByLabel('Treatments').fill('on');
+    const [download] = await Promise.all([page.waitForEvent('download'), view.getByRole('button', { name: 'Download' }).click()]);
+    assert.equal(download.suggestedFilename(), 'impressions-lake.jsonl');
+    await view.locator('.result', { hasText: 'Downloaded 2 row(s)' }).waitFor();
+    const lines = (await readFile(await download.path(), 'utf8')).split('\n').filter((line) => line !== '');
+    const rows = lines.map((line) => JSON.parse(line) as { key: string; splitName: string; treatment: string });
+    assert.deepEqual(rows.map((r) => r.key).sort(), ['exp-1', 'exp-2']);
+    assert.ok(rows.every((r) => r.splitName === 'new_checkout' && r.treatment === 'on'));
+
+    // A bad query is refused with the API's message.
+    await view.getByLabel('Since').fill('yesterday-ish');
+    await view.getByRole('button', { name: 'Count' }).click();
+    await view.locator('.result', { hasText: 'Count failed' }).waitFor();
+
+    // Backfill: a dry run first, which queues nothing.
+    await view.getByLabel('Since').fill('1h');
+    await view.getByLabel('Treatments').fill('');
+    await view.getByLabel('Backfill to').selectOption('hook-ui');
+    assert.equal(await view.getByRole('button', { name: 'Backfill', exact: true }).isDisabled(), true, 'no backfill before a dry run');
+    await view.getByRole('button', { name: 'Dry run' }).click();
+    await view.locator('.result', { hasText: 'Would send 3 impression(s) to hook-ui in 1 job(s)' }).waitFor();
+    assert.equal(await view.getByRole('button', { name: 'Backfill', exact: true }).isEnabled(), true);
+    await page.screenshot({ path: `${artifacts}dashboard-export.png`, fullPage: true });
   });
 });

@@ -2,14 +2,16 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Environment, login, logout, whenUnauthorized } from './api.js';
 import { DeadLettersView } from './dead-letters.js';
+import { ExportView } from './export.js';
 import { MonitoringView } from './monitoring.js';
 import { OverviewView } from './overview.js';
 
-type View = 'overview' | 'monitoring' | 'dead-letters';
+type View = 'overview' | 'monitoring' | 'dead-letters' | 'export';
 const views: { id: View; label: string }[] = [
   { id: 'overview', label: 'Environment' },
   { id: 'monitoring', label: 'Monitoring' },
   { id: 'dead-letters', label: 'Dead letters' },
+  { id: 'export', label: 'Export' },
 ];
 
 function LoginForm({ onLogin }: { onLogin: () => void }) {
@@ -93,8 +95,10 @@ function App() {
           <OverviewView environment={environment} changed={() => setVersion((n) => n + 1)} />
         ) : view === 'monitoring' ? (
           <MonitoringView environment={environment} />
-        ) : (
+        ) : view === 'dead-letters' ? (
           <DeadLettersView environment={environment} />
+        ) : (
+          <ExportView key={environment.id} environment={environment} />
         )}
       </main>
     </>

@@ -2,10 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { z } from 'zod';
 import { ImpressionsBackfillRequestSchema, ImpressionsExportRequestSchema, type ImpressionsExportService } from '../../admin/impressions-export-service.js';
 import { problemsFromZod, validationError } from '../../domain/errors.js';
-import { requireAdminToken } from '../plugins/admin-auth.js';
 
 export interface ImpressionRouteDeps {
-  readonly adminToken: string | undefined;
   readonly exports: ImpressionsExportService;
 }
 
@@ -16,27 +14,22 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 /**
- * Impressions export and backfill under /admin/v1 (Bearer ADMIN_TOKEN). The export streams as
+ * Impressions export and backfill, on the admin scope (/admin/v1: Bearer ADMIN_TOKEN or the
+ * dashboard's session, failures counted like any admin call). The export streams as
  * it reads: the query is checked first (a 4xx before any byte), and a failure later cuts the
  * response short rather than ending it as if complete.
  */
-export function registerImpressionRoutes(app: FastifyInstance, deps: ImpressionRouteDeps): void {
-  app.register(
-    async (admin) => {
-      admin.addHook('onRequest', requireAdminToken(deps.adminToken));
+export function registerImpressionRoutes(admin: FastifyInstance, deps: ImpressionRouteDeps): void {
+  admin.post('/impressions/export', async (request, reply) => {
+    const { format, dryRun, ...input } = parseBody(ImpressionsExportRequestSchema, request.body);
+    const query = deps.exports.resolveQuery(input);
+    if (dryRun) return deps.exports.count(query);
+    const { stream } = deps.exports.exportStream(query, format);
+    return reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson').send(stream);
+  });
 
-      admin.post('/impressions/export', async (request, reply) => {
-        const { format, ...input } = parseBody(ImpressionsExportRequestSchema, request.body);
-        const query = deps.exports.resolveQuery(input);
-        const { stream } = deps.exports.exportStream(query, format);
-        return reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson').send(stream);
-      });
-
-      admin.post('/impressions/backfill', async (request) => {
-        const { to, dryRun, ...input } = parseBody(ImpressionsBackfillRequestSchema, request.body);
-        return deps.exports.backfill(deps.exports.resolveQuery(input), { to, dryRun });
-      });
-    },
-    { prefix: '/admin/v1' },
-  );
+  admin.post('/impressions/backfill', async (request) => {
+    const { to, dryRun, ...input } = parseBody(ImpressionsBackfillRequestSchema, request.body);
+    return deps.exports.backfill(deps.exports.resolveQuery(input), { to, dryRun });
+  });
 }
