@@ -50,7 +50,8 @@ function client(url: string, probing: boolean): Redis {
   });
 }
 
-async function answers(url: string): Promise<boolean> {
+/** Whether a Redis answers PING at `url` now (one short attempt; LOADING counts as not yet). */
+export async function redisAnswers(url: string): Promise<boolean> {
   const probe = client(url, true);
   probe.on('error', () => undefined);
   try {
@@ -113,14 +114,14 @@ export async function connectRedis(options: {
   let url = options.url;
   let child: ChildProcess | undefined;
   if (url === undefined) {
-    if (await answers(defaultUrl)) {
+    if (await redisAnswers(defaultUrl)) {
       url = defaultUrl;
     } else if (!options.allowChild) {
       throw new AppError('FLAGSTREAM_ERR_REDIS', 'no Redis answers on 127.0.0.1:6379; start one or set REDIS_URL=redis://host:6379');
     } else {
       ({ url, child } = await startPrivateRedis(options.dataDir, options.logger));
     }
-  } else if (!(await answers(url))) {
+  } else if (!(await redisAnswers(url))) {
     throw new AppError('FLAGSTREAM_ERR_REDIS', `cannot reach Redis at ${redactUrl(url)} (REDIS_URL); is it running?`);
   }
   const redis = client(url, false);
@@ -170,7 +171,7 @@ async function startPrivateRedis(dataDir: string, logger: Logger): Promise<{ url
   const url = `redis://127.0.0.1:${port}`;
   for (let tries = 0; tries < 100; tries += 1) {
     if (child.exitCode !== null) break;
-    if (await answers(url)) {
+    if (await redisAnswers(url)) {
       logger.info({ url, dataDir: dir }, `no Redis on 127.0.0.1:6379: started a private redis-server on port ${port} (data in ${dir}); it stops with flagstream`);
       return { url, child };
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { redisAnswers } from '../../src/runtime/redis-connection.js';
 import { stringify } from 'yaml';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -109,17 +110,8 @@ export class PrivateRedis {
     await pollUntil(
       async () => {
         if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}; see ${join(this.dir, 'redis.log')}`);
-        const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
-        probe.on('error', () => undefined);
-        try {
-          await probe.connect();
-          // LOADING answers an error: ready means the AOF is loaded too.
-          return (await probe.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          probe.disconnect();
-        }
+        // PING fails while the AOF is still LOADING: ready means loaded too.
+        return redisAnswers(`redis://127.0.0.1:${this.port}`);
       },
       { timeoutMs: 15_000, what: `redis-server on port ${this.port}` },
     );
