@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { tallyUnfinishedJobs, type Queues } from '../queues/queues.js';
+import { deliveryJobCount, ingestJobCount, tallyUnfinishedJobs, type Queues } from '../queues/queues.js';
 import { countStaged } from '../routing/staging-buffer.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
@@ -48,8 +48,8 @@ export function createLedgerService(deps: { redis: Redis; keys: RedisKeys; ledge
       const [environments, destinations, routing, delivery, staged] = await Promise.all([
         deps.ledger.environments(),
         deps.ledger.destinations(),
-        tallyUnfinishedJobs(deps.queues.ingest, (data) => [data.environmentId, data.impressions.length]),
-        tallyUnfinishedJobs(deps.queues.delivery, (data) => [data.destinationId, data.items.length]),
+        tallyUnfinishedJobs(deps.queues.ingest, (data) => [data.environmentId, ingestJobCount(data)]),
+        tallyUnfinishedJobs(deps.queues.delivery, (data) => [data.destinationId, deliveryJobCount(data)]),
         countStaged(deps.redis, deps.keys),
       ]);
       const ids = new Set([...environments.map((e) => e.environmentId), ...destinations.map((d) => d.environmentId), ...routing.keys()]);

@@ -104,7 +104,7 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
     ctx.outages.absorb(error, 'http');
   });
 
-  const ingest = createIngestService({ queues: serving.queues, redis: serving.redis, ledger: serving.ledger, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
+  const ingest = createIngestService({ queues: serving.queues, redis: serving.redis, ledger: serving.ledger, batches: serving.batches, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
   const configService = createConfigService({ store: serving.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;

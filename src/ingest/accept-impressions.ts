@@ -1,18 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
+import { encodeStoredBatch } from '../domain/stored-batch.js';
 import { AppError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { addJobsTo, execAll, queueTransaction, type Queues } from '../queues/queues.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
+import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 
 export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
 
 /**
- * Accepting = validated (by the caller) + durably enqueued, then answered. One request becomes
- * one ingest job, so a request is enqueued whole or not at all.
+ * Accepting = validated (by the caller) + durably stored and enqueued, then answered. One request
+ * becomes one stored batch (serialised once, here) and one small ingest job naming it, written
+ * together: a request is enqueued whole or not at all.
  */
-export function createIngestService(deps: { queues: Queues; redis: Redis; ledger: LedgerStore; metrics: Metrics; backlogLimit: number; clock: () => number }) {
+export function createIngestService(deps: { queues: Queues; redis: Redis; ledger: LedgerStore; batches: StoredBatchStore; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
 
   const assertBacklogRoom = async (): Promise<void> => {
@@ -33,8 +36,10 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
       // The job and its count in the ledger are written together: received is exact. A fixed job
       // id and a count applied once keep it so when a lost reply makes ioredis run it twice.
       const jobId = randomUUID();
+      const stored = encodeStoredBatch(impressions);
       const multi = await queueTransaction(deps.queues.ingest);
-      await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, impressions }, opts: { jobId } }]);
+      deps.batches.writeIn(multi, jobId, stored);
+      await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, batchId: jobId, count: impressions.length }, opts: { jobId } }]);
       deps.ledger.countReceived(multi, environmentId, impressions.length, `received:${jobId}`);
       try {
         await execAll(multi);

@@ -1,32 +1,52 @@
 import { Job, type JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { Impression } from '../domain/impression.js';
+import { countRows, type RoutingView, type StoredRowsRef } from '../domain/stored-batch.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
 
 /**
- * Two BullMQ queues carry all work. A job always carries a batch of impressions, never one:
- * BullMQ costs several Redis round trips per job, so batching is what makes throughput.
+ * Two BullMQ queues carry all work. A job always stands for a batch of impressions, never one:
+ * BullMQ costs several Redis round trips per job, so batching is what makes throughput. Jobs
+ * carry references to stored batches (domain/stored-batch.ts), not the impressions themselves.
  */
 export const ingestQueueName = 'ingest';
 export const deliveryQueueName = 'delivery';
 
-/** One accepted request: its impressions, already canonical, of one environment. */
+/** One accepted request of one environment: its stored batch, or (replays of `@routing` dead letters) its impressions inline. */
 export interface IngestJobData {
   readonly environmentId: string;
-  readonly impressions: Impression[];
+  readonly batchId?: string;
+  readonly count?: number;
+  readonly impressions?: Impression[];
 }
 
-/** Impressions bound for one destination; rewritten to the still-pending ones after a partial attempt. */
+export function ingestJobCount(data: IngestJobData): number {
+  return data.impressions?.length ?? data.count ?? 0;
+}
+
+/**
+ * Impressions bound for one destination: rows of stored batches (`refs`, with the routing `view`
+ * to read them with) and, for replays and backfills, impressions inline (`items`). Rewritten to
+ * the still-pending ones after a partial attempt.
+ */
 export interface DeliveryJobData {
   readonly destinationId: string;
   readonly environmentId: string;
-  readonly items: Impression[];
+  readonly items?: Impression[];
+  readonly refs?: readonly StoredRowsRef[];
+  readonly view?: RoutingView;
   /** Epoch ms of the first attempt: bounds retries by age as well as count. */
   readonly firstAttemptAt?: number;
   /** Set on jobs created by a replay: the dead letter they came from. */
   readonly replayOf?: string;
   /** How many attempts settled something so far: names each settlement, so it counts once. */
   readonly settlements?: number;
+}
+
+export function deliveryJobCount(data: DeliveryJobData): number {
+  let count = data.items?.length ?? 0;
+  for (const [, rows] of data.refs ?? []) count += countRows(rows);
+  return count;
 }
 
 export interface Queues {

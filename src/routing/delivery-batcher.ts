@@ -1,14 +1,66 @@
 import { randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander } from 'ioredis';
-import type { Impression } from '../domain/impression.js';
+import { encodeRows, type RoutingView, type StoredRowsRef } from '../domain/stored-batch.js';
 import { addJobsTo, type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
 import type { RuntimeDestination } from '../runtime/config-snapshot.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
+import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 import type { StagingBuffer } from './staging-buffer.js';
 
+/** One routing job's share for one destination: rows of its stored batch, read through `view`. */
+export interface Share {
+  readonly batchId: string;
+  readonly rows: readonly number[];
+  readonly view: RoutingView;
+}
+
+/** References to rows of stored batches, bound for one destination: what delivery jobs and the staging buffer carry. */
+export interface RowsBundle {
+  readonly environmentId: string;
+  readonly refs: StoredRowsRef[];
+  readonly view: RoutingView;
+  readonly count: number;
+}
+
+/** Rows per stored batch of a bundle: what its references hold in the batch store. */
+export function rowsPerBatch(refs: readonly (readonly [string, number])[]): Map<string, number> {
+  const rows = new Map<string, number>();
+  for (const [batchId, count] of refs) rows.set(batchId, (rows.get(batchId) ?? 0) + count);
+  return rows;
+}
+
+/** Cuts references into parts of at most `size` rows each, in order. */
+export function splitRefs(refs: ReadonlyMap<string, readonly number[]>, size: number): { refs: StoredRowsRef[]; counts: [string, number][]; count: number }[] {
+  const parts: { refs: StoredRowsRef[]; counts: [string, number][]; count: number }[] = [];
+  let current: { refs: StoredRowsRef[]; counts: [string, number][]; count: number } = { refs: [], counts: [], count: 0 };
+  for (const [batchId, rows] of refs) {
+    for (let start = 0; start < rows.length; ) {
+      const take = Math.min(size - current.count, rows.length - start);
+      current.refs.push([batchId, encodeRows(rows.slice(start, start + take))]);
+      current.counts.push([batchId, take]);
+      current.count += take;
+      start += take;
+      if (current.count >= size) {
+        parts.push(current);
+        current = { refs: [], counts: [], count: 0 };
+      }
+    }
+  }
+  if (current.count > 0) parts.push(current);
+  return parts;
+}
+
+function mergeView(into: RoutingView | undefined, view: RoutingView): RoutingView {
+  if (into === undefined) return view;
+  return { labels: view.labels, trafficTypes: { ...into.trafficTypes, ...view.trafficTypes } };
+}
+
 interface PendingBatch {
-  items: Impression[];
+  /** batch id → rows, in the order they came */
+  refs: Map<string, number[]>;
+  count: number;
+  view: RoutingView | undefined;
   /** The routing jobs whose shares are in this batch: marked written together with it. */
   routingJobIds: Set<string>;
   environmentId: string;
@@ -38,6 +90,7 @@ export class DeliveryBatcher {
       maxWaitCapMs: number;
       staging: StagingBuffer;
       ledger: LedgerStore;
+      batches: StoredBatchStore;
       /** The routing worker's concurrency: when that many jobs wait here, no job can come to fill a batch. */
       maxHeldJobs: number;
     },
@@ -48,8 +101,8 @@ export class DeliveryBatcher {
    * durable, and rejects (with the first error) only after every share has settled, so a retry
    * of the job sees exactly which shares were written.
    */
-  async addAll(shares: Iterable<readonly [RuntimeDestination, Impression[]]>, routingJobId: string): Promise<void> {
-    const written = [...shares].map(([destination, items]) => this.add(destination, items, routingJobId));
+  async addAll(shares: Iterable<readonly [RuntimeDestination, Share]>, routingJobId: string): Promise<void> {
+    const written = [...shares].map(([destination, share]) => this.add(destination, share, routingJobId));
     if (written.length === 0) return;
     this.heldJobs += 1;
     // Every routing slot is waiting on a batch: waiting longer cannot fill one, so write what there is.
@@ -63,14 +116,16 @@ export class DeliveryBatcher {
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
   }
 
-  private add(destination: RuntimeDestination, items: Impression[], routingJobId: string): Promise<void> {
+  private add(destination: RuntimeDestination, share: Share, routingJobId: string): Promise<void> {
     const id = destination.destination.id;
     const maxItems = destination.limits?.maxItemsPerRequest ?? 500;
     const maxWait = Math.min(destination.limits?.maxBatchWaitMs ?? 0, this.options.maxWaitCapMs);
     let batch = this.pending.get(id);
     if (batch === undefined) {
       batch = {
-        items: [],
+        refs: new Map(),
+        count: 0,
+        view: undefined,
         routingJobIds: new Set(),
         environmentId: destination.environmentId,
         attempts: destination.destination.delivery.retrySchedule.length + 1,
@@ -81,10 +136,14 @@ export class DeliveryBatcher {
       };
       this.pending.set(id, batch);
     }
-    for (const item of items) batch.items.push(item);
+    const rows = batch.refs.get(share.batchId);
+    if (rows === undefined) batch.refs.set(share.batchId, [...share.rows]);
+    else for (const row of share.rows) rows.push(row);
+    batch.count += share.rows.length;
+    batch.view = mergeView(batch.view, share.view);
     batch.routingJobIds.add(routingJobId);
     const promise = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
-    if (batch.items.length >= maxItems && !batch.staged) {
+    if (batch.count >= maxItems && !batch.staged) {
       this.flush(id, maxItems);
     } else if (batch.timer === undefined) {
       batch.timer = setTimeout(() => this.flush(id, maxItems), maxWait);
@@ -112,23 +171,26 @@ export class DeliveryBatcher {
           for (const waiter of batch.waiters) waiter.reject(error);
         },
       );
-    // The batch, its count in the ledger and the markers of its routing jobs: one transaction,
-    // safe to run twice (a lost reply is re-sent): fixed job ids, a count applied once per flush.
+    // The batch, its count in the ledger, its references to the stored batches and the markers of
+    // its routing jobs: one transaction, safe to run twice (a lost reply is re-sent): fixed job
+    // ids, a count and references applied once per flush.
     const flushId = randomUUID();
+    const view = batch.view ?? { labels: true, trafficTypes: {} };
     const account = (multi: ChainableCommander) => {
-      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.items.length, `routed:${flushId}`);
+      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.count, `routed:${flushId}`);
+      this.options.batches.retainIn(multi, `routed:${flushId}`, rowsPerBatch([...batch.refs].map(([batchId, rows]) => [batchId, rows.length])));
       for (const jobId of batch.routingJobIds) this.options.ledger.markShareWritten(multi, jobId, destinationId);
     };
-    if (batch.staged) return settle(this.options.staging.stage(destinationId, batch.items, flushId, account));
-    const size = Number.isFinite(maxItems) ? maxItems : batch.items.length;
-    const jobs: { name: string; data: DeliveryJobData; opts: JobsOptions }[] = [];
-    for (let start = 0, part = 0; start < batch.items.length; start += size, part += 1) {
-      jobs.push({
-        name: destinationId,
-        data: { destinationId, environmentId: batch.environmentId, items: batch.items.slice(start, start + size) },
-        opts: { jobId: `${flushId}-${part}`, attempts: batch.attempts, backoff: { type: 'destination' } },
-      });
+    if (batch.staged) {
+      const refs = [...batch.refs].map(([batchId, rows]): StoredRowsRef => [batchId, encodeRows(rows)]);
+      return settle(this.options.staging.stage(destinationId, { environmentId: batch.environmentId, refs, view, count: batch.count }, flushId, account));
     }
+    const size = Number.isFinite(maxItems) ? maxItems : batch.count;
+    const jobs: { name: string; data: DeliveryJobData; opts: JobsOptions }[] = splitRefs(batch.refs, size).map((part, index) => ({
+      name: destinationId,
+      data: { destinationId, environmentId: batch.environmentId, refs: part.refs, view },
+      opts: { jobId: `${flushId}-${index}`, attempts: batch.attempts, backoff: { type: 'destination' } },
+    }));
     return settle(
       (async () => {
         const multi = await queueTransaction(this.queue);

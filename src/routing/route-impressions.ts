@@ -1,4 +1,5 @@
 import type { Impression } from '../domain/impression.js';
+import { applyView, type RoutingView } from '../domain/stored-batch.js';
 import type { RuntimeDestination, RuntimeEnvironment } from '../runtime/config-snapshot.js';
 import { emptyFlagTraffic, type FlagTraffic } from '../stores/stats-store.js';
 import type { RoutingDecision } from './live-tail.js';
@@ -9,6 +10,10 @@ export type DropReason = 'tracking_off' | 'unknown_flag' | 'unknown_environment'
 export interface RoutingResult {
   /** destination → the impressions it gets (same objects, shared across destinations) */
   readonly byDestination: Map<RuntimeDestination, Impression[]>;
+  /** destination → the positions (in the input) of the impressions it gets */
+  readonly rowsByDestination: Map<RuntimeDestination, number[]>;
+  /** How the destinations' impressions differ from the input (labels, traffic types): read rows through it. */
+  readonly view: RoutingView;
   readonly dropped: Map<DropReason, number>;
   readonly traffic: Map<string, FlagTraffic>;
   /** Tracked impressions per minute and treatment, keys per day and treatment (monitoring). */
@@ -26,6 +31,8 @@ export type RoutingObserver = (impression: Impression, decision: RoutingDecision
  */
 export function routeImpressions(environment: RuntimeEnvironment, impressions: readonly Impression[], observe?: RoutingObserver): RoutingResult {
   const byDestination = new Map<RuntimeDestination, Impression[]>();
+  const rowsByDestination = new Map<RuntimeDestination, number[]>();
+  const trafficTypes: Record<string, readonly [string, string?]> = {};
   const dropped = new Map<DropReason, number>();
   const traffic = new Map<string, FlagTraffic>();
   const series = new TrafficSeriesBuilder();
@@ -33,7 +40,8 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
   const { labelsEnabled, unknownFlags } = environment.environment;
   let routed = 0;
 
-  for (const original of impressions) {
+  for (let row = 0; row < impressions.length; row += 1) {
+    const original = impressions[row] as Impression;
     const flag = environment.flags.get(original.split);
     let flagTraffic = traffic.get(original.split);
     if (flagTraffic === undefined) {
@@ -51,18 +59,11 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
     }
     flagTraffic.treatments.set(original.treatment, (flagTraffic.treatments.get(original.treatment) ?? 0) + 1);
     series.add(original);
-    let impression = original;
-    if (!labelsEnabled && impression.label !== undefined) {
-      const { label: _removed, ...withoutLabel } = impression;
-      impression = withoutLabel;
+    let trafficType: readonly [string, string?] | undefined;
+    if (flag !== undefined) {
+      trafficType = trafficTypes[original.split] ??= flag.trafficTypeId === undefined ? [flag.trafficType] : [flag.trafficType, flag.trafficTypeId];
     }
-    if (flag !== undefined && (impression.trafficTypeName === undefined || (flag.trafficTypeId !== undefined && impression.trafficTypeId === undefined))) {
-      impression = {
-        ...impression,
-        trafficTypeName: impression.trafficTypeName ?? flag.trafficType,
-        ...(flag.trafficTypeId !== undefined && impression.trafficTypeId === undefined ? { trafficTypeId: flag.trafficTypeId } : {}),
-      };
-    }
+    const impression = applyView(original, labelsEnabled, trafficType);
     routed += 1;
     const chosen: string[] | undefined = observe === undefined ? undefined : [];
     for (const destination of enabled) {
@@ -73,9 +74,15 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
         byDestination.set(destination, list);
       }
       list.push(impression);
+      let rows = rowsByDestination.get(destination);
+      if (rows === undefined) {
+        rows = [];
+        rowsByDestination.set(destination, rows);
+      }
+      rows.push(row);
       chosen?.push(destination.destination.id);
     }
     if (chosen !== undefined) observe?.(impression, { destinations: chosen });
   }
-  return { byDestination, dropped, traffic, series: series.series, routed };
+  return { byDestination, rowsByDestination, view: { labels: labelsEnabled, trafficTypes }, dropped, traffic, series: series.series, routed };
 }

@@ -2,10 +2,19 @@ import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Impression } from '../domain/impression.js';
+import { decodeRows, type RoutingView } from '../domain/stored-batch.js';
 import { addJobsTo, type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
+import { type RowsBundle, splitRefs } from './delivery-batcher.js';
+
+/** One append to a destination's staging list: references, not impressions. */
+interface StagedChunk {
+  readonly e: string;
+  readonly r: RowsBundle['refs'];
+  readonly v: RoutingView;
+  readonly n: number;
+}
 
 // Moves a destination's staged items aside under a claim key, atomically, so one process flushes them.
 const claimScript = `
@@ -58,10 +67,11 @@ export class StagingBuffer {
   }
 
   /**
-   * Appends items once per `appendId` (a transaction re-sent after a lost reply appends nothing
-   * more); `alsoIn` adds the caller's own commands (ledger counts) to the same transaction.
+   * Appends a bundle of references once per `appendId` (a transaction re-sent after a lost reply
+   * appends nothing more); `alsoIn` adds the caller's own commands (ledger counts, the references
+   * held in the batch store) to the same transaction.
    */
-  async stage(destinationId: string, items: readonly Impression[], appendId: string, alsoIn?: (multi: ChainableCommander) => void): Promise<void> {
+  async stage(destinationId: string, bundle: RowsBundle, appendId: string, alsoIn?: (multi: ChainableCommander) => void): Promise<void> {
     const { redis, keys, clock } = this.deps;
     const multi = redis.multi();
     (multi as ChainableCommander & { flagstreamStage(...args: (string | number)[]): ChainableCommander }).flagstreamStage(
@@ -69,8 +79,8 @@ export class StagingBuffer {
       keys.stagingList(destinationId),
       keys.stagingMeta(destinationId),
       keys.stagingIndex,
-      JSON.stringify(items),
-      items.length,
+      JSON.stringify({ e: bundle.environmentId, r: bundle.refs, v: bundle.view, n: bundle.count } satisfies StagedChunk),
+      bundle.count,
       clock(),
       destinationId,
     );
@@ -127,19 +137,30 @@ export class StagingBuffer {
       await redis.multi().del(claimKey, `${claimKey}:meta`).zrem(keys.stagingClaimedIndex, claimId).exec();
       return 0;
     }
-    const items = chunks.flatMap((chunk) => JSON.parse(chunk) as Impression[]);
-    const destination = this.deps.config().destinations.get(destinationId);
-    const size = Math.max(1, destination?.limits?.maxItemsPerRequest ?? items.length);
-    const attempts = (destination?.destination.delivery.retrySchedule.length ?? 7) + 1;
-    const environmentId = destination?.environmentId ?? items[0]?.environmentId ?? '';
-    const jobs = [];
-    for (let start = 0, part = 0; start < items.length; start += size, part += 1) {
-      jobs.push({
-        name: destinationId,
-        data: { destinationId, environmentId, items: items.slice(start, start + size) },
-        opts: { jobId: `staged-${claimId}-${part}`, attempts, backoff: { type: 'destination' } },
-      });
+    const refs = new Map<string, number[]>();
+    let view: RoutingView = { labels: true, trafficTypes: {} };
+    let count = 0;
+    let stagedEnvironmentId = '';
+    for (const chunk of chunks) {
+      const staged = JSON.parse(chunk) as StagedChunk;
+      stagedEnvironmentId = staged.e;
+      for (const [batchId, rows] of staged.r) {
+        const list = refs.get(batchId);
+        if (list === undefined) refs.set(batchId, decodeRows(rows));
+        else for (const row of decodeRows(rows)) list.push(row);
+      }
+      view = { labels: staged.v.labels, trafficTypes: { ...view.trafficTypes, ...staged.v.trafficTypes } };
+      count += staged.n;
     }
+    const destination = this.deps.config().destinations.get(destinationId);
+    const size = Math.max(1, destination?.limits?.maxItemsPerRequest ?? count);
+    const attempts = (destination?.destination.delivery.retrySchedule.length ?? 7) + 1;
+    const environmentId = destination?.environmentId ?? stagedEnvironmentId;
+    const jobs: { name: string; data: DeliveryJobData; opts: { jobId: string; attempts: number; backoff: { type: string } } }[] = splitRefs(refs, size).map((part, index) => ({
+      name: destinationId,
+      data: { destinationId, environmentId, refs: part.refs, view },
+      opts: { jobId: `staged-${claimId}-${index}`, attempts, backoff: { type: 'destination' } },
+    }));
     // The jobs and the end of the claim in one transaction: a claim is never queued twice.
     const multi = await queueTransaction(queue);
     await addJobsTo(multi, queue, jobs);
@@ -164,7 +185,7 @@ export async function countStaged(redis: Redis, keys: RedisKeys): Promise<Map<st
     const page = 100;
     for (let start = 0; ; start += page) {
       const chunks = await redis.lrange(claimKey, start, start + page - 1);
-      for (const chunk of chunks) add(destinationId, (JSON.parse(chunk) as unknown[]).length);
+      for (const chunk of chunks) add(destinationId, (JSON.parse(chunk) as StagedChunk).n);
       if (chunks.length < page) break;
     }
   }

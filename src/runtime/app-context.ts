@@ -8,12 +8,13 @@ import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createQueues, type Queues } from '../queues/queues.js';
 import { type ConfigStore, createConfigStore } from '../stores/config-store.js';
 import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-letter-store.js';
-import { createHealthStore, type HealthStore } from '../stores/health-store.js';
+import { createHealthStore, type HealthStore, healthNoticePrefix } from '../stores/health-store.js';
 import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
 import { createMonitoringStore, type MonitoringStore } from '../stores/monitoring-store.js';
 import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
+import { createStoredBatchStore, type StoredBatchStore } from '../stores/stored-batch-store.js';
 import { type ConfigWatcher, startConfigWatcher } from './config-watcher.js';
 import { closeConnection, requestConnectionOptions } from './redis-connection.js';
 import { createRedisOutageLog, type RedisOutageLog } from './redis-outage-log.js';
@@ -27,6 +28,7 @@ export interface Stores {
   readonly deadLetters: DeadLetterStore;
   readonly ledger: LedgerStore;
   readonly health: HealthStore;
+  readonly batches: StoredBatchStore;
   readonly queues: Queues;
 }
 
@@ -72,6 +74,8 @@ export async function createAppContext(deps: {
   const minutesMs = durationMs(env.FLAGSTREAM_MONITOR_MINUTES_RETENTION, 'FLAGSTREAM_MONITOR_MINUTES_RETENTION');
   const hoursMs = durationMs(env.FLAGSTREAM_MONITOR_HOURS_RETENTION, 'FLAGSTREAM_MONITOR_HOURS_RETENTION');
   if (hoursMs < minutesMs) throw new AppError('FLAGSTREAM_ERR_CONFIG', 'FLAGSTREAM_MONITOR_HOURS_RETENTION must be at least FLAGSTREAM_MONITOR_MINUTES_RETENTION', { field: 'FLAGSTREAM_MONITOR_HOURS_RETENTION' });
+  // Markers and stored batches outlive any retry of the work they belong to (the delivery age bounds those).
+  const retainMs = durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000;
   const outages = createRedisOutageLog(logger);
   outages.watch(redis, 'main');
   const storesOver = (connection: Redis): Stores => {
@@ -90,8 +94,9 @@ export async function createAppContext(deps: {
       monitoring,
       deadLetters: createDeadLetterStore({ redis: connection, keys, retentionMs, clock }),
       // Markers must outlive every retry of their job, which the delivery age bounds.
-      ledger: createLedgerStore({ redis: connection, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
+      ledger: createLedgerStore({ redis: connection, keys, markerTtlMs: retainMs }),
       health: createHealthStore({ redis: connection, keys }),
+      batches: createStoredBatchStore({ redis: connection, keys, retentionMs: retainMs }),
       queues,
     };
   };
@@ -108,6 +113,12 @@ export async function createAppContext(deps: {
     logger,
     outages,
     ...(deps.configPollIntervalMs === undefined ? {} : { pollIntervalMs: deps.configPollIntervalMs }),
+  });
+  // A pause or resume in any process reaches every process's cached health at once.
+  config.onNotice((notice) => {
+    if (!notice.startsWith(healthNoticePrefix)) return;
+    patient.health.invalidate(notice.slice(healthNoticePrefix.length));
+    serving.health.invalidate(notice.slice(healthNoticePrefix.length));
   });
   return {
     env,

@@ -12,6 +12,8 @@ export interface ConfigWatcher {
   refresh(): Promise<ConfigSnapshot>;
   /** Calls `listener` after each reload; returns a function that stops it. */
   onChange(listener: (snapshot: ConfigSnapshot) => void): () => void;
+  /** Calls `listener` with every notice on the change channel (configuration, health), before the reload it triggers. */
+  onNotice(listener: (notice: string) => void): void;
   close(): Promise<void>;
 }
 
@@ -66,12 +68,19 @@ export async function startConfigWatcher(deps: {
   const subscriber = redis.duplicate();
   deps.outages.watch(subscriber, 'config subscriber');
   await subscriber.subscribe(keys.configChannel);
-  subscriber.on('message', refreshQuietly);
+  const noticeListeners: ((notice: string) => void)[] = [];
+  subscriber.on('message', (_channel: string, notice: string) => {
+    for (const listener of noticeListeners) listener(notice);
+    refreshQuietly();
+  });
   const poll = setInterval(refreshQuietly, deps.pollIntervalMs ?? 2000);
   poll.unref();
 
   return {
     current: () => snapshot,
+    onNotice: (listener) => {
+      noticeListeners.push(listener);
+    },
     refresh,
     onChange: (listener) => {
       listeners.push(listener);

@@ -24,6 +24,8 @@ export interface DestinationHealth {
 
 export interface HealthStore {
   get(destinationId: string): Promise<DestinationHealth>;
+  /** `get` as this process last read it, if at most `cacheMs` ago: for the delivery hot path. */
+  current(destinationId: string): Promise<DestinationHealth>;
   list(): Promise<DestinationHealth[]>;
   recordSuccess(destinationId: string, now: number): Promise<DestinationHealth['state']>;
   /** Counts a failed attempt; opens the circuit at `threshold`. Returns the state after it. */
@@ -33,6 +35,8 @@ export interface HealthStore {
   /** One probe at a time per open destination, across processes. */
   acquireProbe(destinationId: string, ttlMs: number): Promise<boolean>;
   forget(destinationId: string): Promise<void>;
+  /** Drops the process's cached health of a destination (another process changed it). */
+  invalidate(destinationId: string): void;
 }
 
 const recordFailureScript = `
@@ -60,6 +64,11 @@ if state == 'open' then
 end
 return state`;
 
+type HealthScripts = {
+  flagstreamRecordSuccess(...args: string[]): Promise<unknown>;
+  flagstreamRecordFailure(...args: string[]): Promise<unknown>;
+};
+
 function decode(destinationId: string, hash: Record<string, string>): DestinationHealth {
   const num = (value: string | undefined) => (value === undefined ? undefined : Number(value));
   return {
@@ -75,27 +84,54 @@ function decode(destinationId: string, hash: Record<string, string>): Destinatio
   };
 }
 
-export function createHealthStore(deps: { redis: Redis; keys: RedisKeys }): HealthStore {
+/** What an operator's pause or resume publishes on the configuration channel, so every process drops its cached health. */
+export const healthNoticePrefix = 'health:';
+
+/**
+ * `cacheMs`: how long a process trusts the health it read (delivery asks before every job). Its
+ * own writes and the notice of a pause or resume elsewhere invalidate it at once; a circuit
+ * opened by another process is seen within `cacheMs` at the latest.
+ */
+export function createHealthStore(deps: { redis: Redis; keys: RedisKeys; cacheMs?: number; clock?: () => number }): HealthStore {
   const { redis, keys } = deps;
+  const cacheMs = deps.cacheMs ?? 1_000;
+  const clock = deps.clock ?? Date.now;
+  const cache = new Map<string, { health: DestinationHealth; readAt: number }>();
+  redis.defineCommand('flagstreamRecordSuccess', { numberOfKeys: 1, lua: recordSuccessScript });
+  redis.defineCommand('flagstreamRecordFailure', { numberOfKeys: 2, lua: recordFailureScript });
+  const notify = (destinationId: string) => redis.publish(keys.configChannel, `${healthNoticePrefix}${destinationId}`);
   return {
     async get(destinationId) {
-      return decode(destinationId, await redis.hgetall(keys.destinationHealth(destinationId)));
+      const readAt = clock();
+      const health = decode(destinationId, await redis.hgetall(keys.destinationHealth(destinationId)));
+      cache.set(destinationId, { health, readAt });
+      return health;
+    },
+    async current(destinationId) {
+      const cached = cache.get(destinationId);
+      if (cached !== undefined && clock() - cached.readAt < cacheMs) return cached.health;
+      return this.get(destinationId);
+    },
+    invalidate(destinationId) {
+      cache.delete(destinationId);
     },
     async list() {
       const ids = (await redis.smembers(keys.destinationHealthIndex)).sort();
       return Promise.all(ids.map((id) => this.get(id)));
     },
     async recordSuccess(destinationId, now) {
+      // Most successes find nothing to reset: known from the cache when it is fresh and clean.
+      const cached = cache.get(destinationId);
+      if (cached !== undefined && clock() - cached.readAt < cacheMs && cached.health.state === 'healthy' && cached.health.consecutiveFailures === 0) return 'healthy';
       const key = keys.destinationHealth(destinationId);
-      // Most successes find nothing to reset: skip the script when the destination is clean.
       const [state, failures] = await redis.hmget(key, 'state', 'consecutiveFailures');
       if ((state === null || state === 'healthy') && (failures === null || failures === '0')) return 'healthy';
-      return (await redis.eval(recordSuccessScript, 1, key, String(now))) as HealthState;
+      cache.delete(destinationId);
+      return (await (redis as Redis & HealthScripts).flagstreamRecordSuccess(key, String(now))) as HealthState;
     },
     async recordFailure(destinationId, now, error, threshold, cooldownMs) {
-      return (await redis.eval(
-        recordFailureScript,
-        2,
+      cache.delete(destinationId);
+      return (await (redis as Redis & HealthScripts).flagstreamRecordFailure(
         keys.destinationHealth(destinationId),
         keys.destinationHealthIndex,
         String(now),
@@ -106,12 +142,14 @@ export function createHealthStore(deps: { redis: Redis; keys: RedisKeys }): Heal
       )) as HealthState;
     },
     async pause(destinationId, now, reason) {
+      cache.delete(destinationId);
       await redis
         .multi()
         .hset(keys.destinationHealth(destinationId), 'state', 'paused', 'since', String(now), 'reason', reason)
         .hdel(keys.destinationHealth(destinationId), 'nextProbeAt')
         .sadd(keys.destinationHealthIndex, destinationId)
         .exec();
+      await notify(destinationId);
     },
     async resume(destinationId, now) {
       await redis
@@ -120,11 +158,14 @@ export function createHealthStore(deps: { redis: Redis; keys: RedisKeys }): Heal
         .hdel(keys.destinationHealth(destinationId), 'reason', 'nextProbeAt')
         .del(keys.destinationProbe(destinationId))
         .exec();
+      cache.delete(destinationId);
+      await notify(destinationId);
     },
     async acquireProbe(destinationId, ttlMs) {
       return (await redis.set(keys.destinationProbe(destinationId), '1', 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) === 'OK';
     },
     async forget(destinationId) {
+      cache.delete(destinationId);
       await redis.multi().del(keys.destinationHealth(destinationId), keys.destinationProbe(destinationId)).srem(keys.destinationHealthIndex, destinationId).exec();
     },
   };

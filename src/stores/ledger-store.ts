@@ -62,6 +62,8 @@ export interface LedgerStore {
    * same job already did (its side effects, e.g. traffic stats, must then not be repeated).
    */
   recordRouting(routingJobId: string, environmentId: string, routed: number, dropped: ReadonlyMap<string, number>): Promise<boolean>;
+  /** Whether a routing job's outcome was recorded (it finished routing once). */
+  routingRecorded(routingJobId: string): Promise<boolean>;
   /**
    * Runs `write` once per `onceKey` however often it is called, for side effects that are not
    * counts (traffic stats): claimed before, released when `write` throws so a retry runs it again.
@@ -94,6 +96,7 @@ for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1`;
 
 type CountOnce = { flagstreamCountOnce(...args: (string | number)[]): ChainableCommander };
+type RecordRouting = { flagstreamRecordRouting(...args: (string | number)[]): Promise<number> };
 
 const numberFields = (hash: Record<string, string>, field: string): number => Number(hash[field] ?? 0);
 
@@ -101,6 +104,7 @@ export function createLedgerStore(deps: { redis: Redis; keys: RedisKeys; markerT
   const { redis, keys, markerTtlMs } = deps;
   const ttl = String(markerTtlMs);
   redis.defineCommand('flagstreamCountOnce', { numberOfKeys: 3, lua: countOnceScript });
+  redis.defineCommand('flagstreamRecordRouting', { numberOfKeys: 3, lua: recordRoutingScript });
   const countOnce = (multi: ChainableCommander, onceKey: string, hash: string, index: string, member: string, counts: readonly (readonly [string, number])[]) => {
     const fields = counts.filter(([, n]) => n !== 0).flatMap(([field, n]) => [field, n]);
     if (fields.length > 0) (multi as ChainableCommander & CountOnce).flagstreamCountOnce(keys.ledgerOnce(onceKey), hash, index, markerTtlMs, member, ...fields);
@@ -137,10 +141,13 @@ export function createLedgerStore(deps: { redis: Redis; keys: RedisKeys; markerT
       // Bounded: at most the environment's destinations.
       return new Set(await redis.smembers(keys.ledgerRoutingShares(routingJobId)));
     },
+    async routingRecorded(routingJobId) {
+      return (await redis.exists(keys.ledgerRoutingDone(routingJobId))) === 1;
+    },
     async recordRouting(routingJobId, environmentId, routed, dropped) {
       const args = [ttl, environmentId, String(routed)];
       for (const [reason, count] of dropped) args.push(reason, String(count));
-      const first = await redis.eval(recordRoutingScript, 3, keys.ledgerRoutingDone(routingJobId), keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, ...args);
+      const first = await (redis as Redis & RecordRouting).flagstreamRecordRouting(keys.ledgerRoutingDone(routingJobId), keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, ...args);
       return first === 1;
     },
     async once(onceKey, write) {

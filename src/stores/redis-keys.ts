@@ -24,6 +24,10 @@ export function redisKeys(prefix: string) {
     stagingClaimedIndex: `${prefix}:staging:claimed`,
     stagingAppended: (appendId: string) => `${prefix}:staging:appended:${appendId}`,
     deliveryFinished: (jobId: string) => `${prefix}:delivery:finished:${jobId}`,
+    /** An accepted request, stored once (see domain/stored-batch.ts), and how many references to its rows are outstanding. */
+    storedBatch: (batchId: string) => `${prefix}:batch:${batchId}`,
+    storedBatchRefs: (batchId: string) => `${prefix}:batch:${batchId}:refs`,
+    storedBatchOnce: (onceKey: string) => `${prefix}:batch:once:${onceKey}`,
     /** Pub/sub channel of an environment's live tail (one message per routing job, only while watched). */
     liveTailChannel: (environmentId: string) => `${prefix}:tail:${environmentId}`,
     liveTailViewers: `${prefix}:tail:viewers`,

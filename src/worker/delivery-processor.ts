@@ -6,14 +6,18 @@ import type { Impression } from '../domain/impression.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { DeliveryFailureLog } from '../observability/delivery-failure-log.js';
 import type { DeadLetter } from '../domain/dead-letter.js';
-import { type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
+import { type DeliveryJobData, deliveryJobCount, execAll, queueTransaction } from '../queues/queues.js';
+import type { StoredBatchStore } from '../stores/stored-batch-store.js';
+import { type JobItems, jobDataFor, resolveJobItems, rowsByBatch } from './job-items.js';
 import type { Queue } from 'bullmq';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { RuntimeDestination } from '../runtime/config-snapshot.js';
 import type { ConfigWatcher } from '../runtime/config-watcher.js';
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
 import type { HealthStore } from '../stores/health-store.js';
+import { ByteBudget } from '../delivery/byte-budget.js';
 import { DestinationSlots } from '../delivery/destination-slots.js';
+import { countRows } from '../domain/stored-batch.js';
 import type { RateLimiter } from '../delivery/rate-limiter.js';
 
 /** Thrown to make BullMQ retry the job; the backoff strategy reads `retryAfterMs`. */
@@ -31,6 +35,7 @@ export interface DeliveryProcessorDeps {
   readonly config: ConfigWatcher;
   readonly deadLetters: DeadLetterStore;
   readonly ledger: LedgerStore;
+  readonly batches: StoredBatchStore;
   readonly queue: Queue<DeliveryJobData>;
   readonly health: HealthStore;
   readonly rateLimiter: RateLimiter;
@@ -49,7 +54,12 @@ export interface DeliveryProcessorDeps {
   readonly shutdownSignal: AbortSignal;
   /** Crashes of its worker a job may cause beyond its failed attempts before it is dead-lettered. */
   readonly maxJobCrashes: number;
+  /** Stored bytes of impressions this process delivers at once (FLAGSTREAM_DELIVERY_MEMORY_BYTES). */
+  readonly memoryBytes?: number;
 }
+
+/** Assumed stored size of a row not read yet, and of an inline impression (JSON). */
+const unknownRowBytes = 300;
 
 type DeadLetterCode = DeadLetter['reason'];
 
@@ -83,6 +93,12 @@ interface CachedClient {
 export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
   const clients = new Map<string, CachedClient>();
   const slots = new DestinationSlots();
+  const budget = new ByteBudget(deps.memoryBytes ?? 64 * 1024 * 1024);
+  const jobBytes = (data: DeliveryJobData): number => {
+    let bytes = (data.items?.length ?? 0) * unknownRowBytes;
+    for (const [batchId, rows] of data.refs ?? []) bytes += countRows(rows) * (deps.batches.bytesPerRow(batchId) ?? unknownRowBytes);
+    return Math.ceil(bytes);
+  };
 
   const clientFor = (destination: RuntimeDestination): unknown => {
     const id = destination.destination.id;
@@ -107,10 +123,12 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
    * on the same items); after it, a re-run sees only the pending items, so nothing is counted or
    * dead-lettered twice and nothing delivered is sent again.
    */
-  const settle = async (job: Job<DeliveryJobData>, result: Settlement): Promise<number> => {
-    const { destinationId, environmentId, items } = job.data;
+  const settle = async (job: Job<DeliveryJobData>, resolved: JobItems, result: Settlement): Promise<number> => {
+    const { destinationId, environmentId } = job.data;
+    const { items, origins, missing } = resolved;
     const deadLettered = result.deadLetters.reduce((sum, letter) => sum + letter.items.length, 0);
-    if (result.remaining.length === items.length && deadLettered === 0 && result.delivered === 0 && result.skipped === 0) return 0;
+    const unchanged = result.remaining.length === items.length && result.remaining.every((item, index) => item === items[index]);
+    if (unchanged && missing.size === 0 && deadLettered === 0 && result.delivered === 0 && result.skipped === 0) return 0;
     const now = deps.clock();
     const multi = await queueTransaction(deps.queue);
     for (const letter of result.deadLetters) {
@@ -133,8 +151,14 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     // Named by the job and its settlement count: the same transaction run twice counts once.
     const settlement = job.data.settlements ?? 0;
     deps.ledger.countSettled(multi, destinationId, environmentId, result.delivered, result.skipped, `settled:${job.id ?? ''}:${settlement}`);
-    const data: DeliveryJobData = { ...job.data, items: [...result.remaining], settlements: settlement + 1 };
+    const data: DeliveryJobData = { ...jobDataFor(job.data, result.remaining, origins), settlements: settlement + 1 };
     multi.hset(deps.queue.toKey(job.id ?? ''), { data: JSON.stringify(data) });
+    // The rows settled here no longer need their stored batches (a batch nobody needs is deleted).
+    const released = rowsByBatch(items, origins);
+    for (const [batchId, count] of rowsByBatch(result.remaining, origins)) released.set(batchId, (released.get(batchId) ?? 0) - count);
+    for (const [batchId, count] of missing) released.set(batchId, (released.get(batchId) ?? 0) + count);
+    for (const [batchId, count] of released) if (count === 0) released.delete(batchId);
+    deps.batches.releaseIn(multi, `settled:${job.id ?? ''}:${settlement}`, released);
     if (result.remaining.length === 0) deps.ledger.markDeliveryFinished(multi, job.id ?? '');
     await execAll(multi);
     job.data = data;
@@ -147,8 +171,32 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     return deadLettered;
   };
 
+  /** The job's impressions; rows whose stored batch is gone are reported (they are released with the next settlement). */
+  const resolve = async (job: Job<DeliveryJobData>): Promise<JobItems> => {
+    const resolved = await resolveJobItems(deps.batches, job.data);
+    if (resolved.missing.size > 0) {
+      const lost = [...resolved.missing.values()].reduce((sum, n) => sum + n, 0);
+      deps.logger.error({ destinationId: job.data.destinationId, jobId: job.id, lost }, 'stored batches of a delivery job are gone (past their retention); their impressions cannot be delivered');
+    }
+    return resolved;
+  };
+
+  /**
+   * Waits on a paused or disabled destination, for as long as it takes. A job old enough that its
+   * stored batches could expire first takes its impressions inline before it waits on.
+   */
+  const waitForDestination = async (job: Job<DeliveryJobData>, token: string | undefined, waitMs: number): Promise<never> => {
+    if ((job.data.refs?.length ?? 0) > 0 && deps.clock() - job.timestamp >= deps.maxDeliveryAgeMs) {
+      const resolved = await resolve(job);
+      // Copies are not rows of a batch: the job keeps them inline, and its references are released.
+      await settle(job, resolved, { delivered: 0, skipped: 0, deadLetters: [], remaining: resolved.items.map((item) => ({ ...item })) });
+    }
+    return delay(job, token, waitMs);
+  };
+
   const deadLetterAll = async (job: Job<DeliveryJobData>, code: DeadLetterCode, message: string): Promise<DeliverySummary> => {
-    const deadLettered = await settle(job, { delivered: 0, skipped: 0, deadLetters: [{ items: job.data.items, code, error: { message } }], remaining: [] });
+    const resolved = await resolve(job);
+    const deadLettered = await settle(job, resolved, { delivered: 0, skipped: 0, deadLetters: [{ items: resolved.items, code, error: { message } }], remaining: [] });
     return { delivered: 0, skipped: 0, deadLettered };
   };
 
@@ -164,10 +212,11 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
   };
 
   const processJob = async (job: Job<DeliveryJobData>, token?: string): Promise<DeliverySummary> => {
-    const { destinationId, items } = job.data;
+    const { destinationId } = job.data;
+    const count = deliveryJobCount(job.data);
     const now = deps.clock();
     // Added again by a re-sent transaction after it had finished: nothing left to do.
-    if (items.length === 0 || (await deps.ledger.isDeliveryFinished(job.id ?? ''))) return { delivered: 0, skipped: 0, deadLettered: 0 };
+    if (count === 0 || (await deps.ledger.isDeliveryFinished(job.id ?? ''))) return { delivered: 0, skipped: 0, deadLettered: 0 };
     // A job that keeps killing its worker (each crash leaves it stalled, without a failed attempt)
     // must end too: past its budget it is dead-lettered before it can crash anything again.
     if (job.stalledCounter > deps.maxJobCrashes + job.attemptsMade) {
@@ -179,9 +228,9 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
 
     // Work for a disabled or paused destination waits; it is never dropped. Resume and enable
     // promote waiting jobs at once, so these re-checks can be rare (cheap with big backlogs).
-    if (!destination.destination.enabled) return delay(job, token, jitter(30_000));
-    const health = await deps.health.get(destinationId);
-    if (health.state === 'paused') return delay(job, token, jitter(60_000));
+    if (!destination.destination.enabled) return waitForDestination(job, token, jitter(30_000));
+    const health = await deps.health.current(destinationId);
+    if (health.state === 'paused') return waitForDestination(job, token, jitter(60_000));
     if (health.state === 'open') {
       const probeAt = health.nextProbeAt ?? now;
       if (now < probeAt) return delay(job, token, probeAt - now + jitter(500, 1));
@@ -196,15 +245,23 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     const concurrency = policy.maxConcurrentRequests ?? limits.maxConcurrentRequests;
     const requestsPerSecond = policy.requestsPerSecond ?? limits.requestsPerSecond;
     if (requestsPerSecond !== undefined) {
-      const wait = await deps.rateLimiter.reserve(destinationId, Math.ceil(items.length / limits.maxItemsPerRequest), requestsPerSecond, now);
-      if (wait > 0) return delay(job, token, wait + jitter(50, 1));
+      const paced = await deps.rateLimiter.reserve(destinationId, Math.ceil(count / limits.maxItemsPerRequest), requestsPerSecond, now);
+      if (paced > 0) return delay(job, token, paced + jitter(50, 1));
     }
 
+    // Checked before the job's rows are read: a busy destination costs no decoding.
     if (!(await slots.acquire(destinationId, concurrency))) return delay(job, token, jitter(200, 1));
+    const bytes = jobBytes(job.data);
+    if (!(await budget.acquire(bytes, 1_000))) {
+      slots.release(destinationId);
+      return delay(job, token, jitter(500, 1));
+    }
     let attempt;
+    let resolved: JobItems;
     try {
+      resolved = await resolve(job);
       attempt = await deliverBatch(
-        items,
+        resolved.items,
         {
           destinationId,
           connector: destination.connector,
@@ -227,6 +284,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
         },
       );
     } finally {
+      budget.release(bytes);
       slots.release(destinationId);
     }
 
@@ -238,7 +296,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     const summary = (deadLettered: number) => ({ ...settled, deadLettered });
 
     if (attempt.pending.length === 0) {
-      const deadLettered = await settle(job, { ...settled, deadLetters: rejected, remaining: [] });
+      const deadLettered = await settle(job, resolved, { ...settled, deadLetters: rejected, remaining: [] });
       if (attempt.delivered > 0 || attempt.requests > 0) {
         await deps.health.recordSuccess(destinationId, deps.clock());
         deps.failureLog?.succeeded(destinationId);
@@ -248,7 +306,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
 
     if (deps.shutdownSignal.aborted) {
       // Cut short by our own shutdown: not the destination's failure, and no attempt is used.
-      const deadLettered = await settle(job, { ...settled, deadLetters: rejected, remaining: attempt.pending });
+      const deadLettered = await settle(job, resolved, { ...settled, deadLetters: rejected, remaining: attempt.pending });
       deps.logger.info({ destinationId, pending: attempt.pending.length, deadLettered }, 'delivery interrupted by shutdown; handed back to the queue');
       return delay(job, token, 1_000);
     }
@@ -261,16 +319,16 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     const age = deps.clock() - job.timestamp;
     if (age >= deps.maxDeliveryAgeMs) {
       const expired = { items: attempt.pending, code: 'max_age_exceeded' as const, error: { message: `still failing after ${Math.round(age / 1000)} s: ${failure.reason}`, status: failure.status } };
-      return summary(await settle(job, { ...settled, deadLetters: [...rejected, expired], remaining: [] }));
+      return summary(await settle(job, resolved, { ...settled, deadLetters: [...rejected, expired], remaining: [] }));
     }
     const isLastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (isLastAttempt && !attempt.throttled) {
       const exhausted = { items: attempt.pending, code: 'retries_exhausted' as const, error: { message: failure.reason, status: failure.status } };
-      return summary(await settle(job, { ...settled, deadLetters: [...rejected, exhausted], remaining: [] }));
+      return summary(await settle(job, resolved, { ...settled, deadLetters: [...rejected, exhausted], remaining: [] }));
     }
 
     // Only what is still pending is retried: delivered impressions are never sent twice.
-    await settle(job, { ...settled, deadLetters: rejected, remaining: attempt.pending });
+    await settle(job, resolved, { ...settled, deadLetters: rejected, remaining: attempt.pending });
     const failed = { destinationId, reason: failure.reason, status: failure.status, attempt: job.attemptsMade + 1, pending: attempt.pending.length };
     if (attempt.throttled) {
       // Throttling is the destination asking us to slow down, not a failure: no attempt is consumed.

@@ -1,8 +1,21 @@
 import { Job, type Queue } from 'bullmq';
 import type { Logger } from 'pino';
+import type { ChainableCommander } from 'ioredis';
 import { routingStage } from '../domain/dead-letter.js';
+import type { Impression } from '../domain/impression.js';
+import { impressionsOf } from '../domain/stored-batch.js';
 import { type DeliveryJobData, execAll, type IngestJobData, queueTransaction, type Queues } from '../queues/queues.js';
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
+import type { StoredBatchStore } from '../stores/stored-batch-store.js';
+import { resolveJobItems, rowsByBatch } from './job-items.js';
+
+interface SweptLetter {
+  readonly destinationId: string;
+  readonly environmentId: string;
+  readonly impressions: Impression[];
+  /** Queues the release of the job's references to stored batches (once per job). */
+  readonly release: (multi: ChainableCommander) => void;
+}
 
 /** Jobs read per sweep and queue: a bounded read, however many failed. */
 const pageSize = 50;
@@ -14,15 +27,16 @@ const pageSize = 50;
  * impressions, reason `internal_error`, BullMQ's reason as the message) and leaves the failed
  * set in the same transaction, so nothing sits where no one looks.
  */
-export async function sweepFailedJobs(deps: { queues: Queues; deadLetters: DeadLetterStore; logger: Logger; clock: () => number }): Promise<number> {
+export async function sweepFailedJobs(deps: { queues: Queues; deadLetters: DeadLetterStore; batches: StoredBatchStore; logger: Logger; clock: () => number }): Promise<number> {
   let swept = 0;
-  const sweep = async <T>(queue: Queue<T>, toLetter: (data: T) => { destinationId: string; environmentId: string; impressions: IngestJobData['impressions'] }) => {
+  const sweep = async <T>(queue: Queue<T>, toLetter: (data: T, jobId: string) => Promise<SweptLetter>) => {
     const ids = await queue.getRanges(['failed'], 0, pageSize - 1);
     for (const id of ids) {
       const job = await Job.fromId<T>(queue, id);
       if (job === undefined) continue;
-      const letter = toLetter(job.data);
+      const { release, ...letter } = await toLetter(job.data, id);
       const multi = await queueTransaction(queue);
+      release(multi);
       if (letter.impressions.length > 0) {
         deps.deadLetters.recordIn(multi, {
           key: `failed:${queue.name}:${id}`,
@@ -41,7 +55,19 @@ export async function sweepFailedJobs(deps: { queues: Queues; deadLetters: DeadL
       swept += 1;
     }
   };
-  await sweep<IngestJobData>(deps.queues.ingest, (data) => ({ destinationId: routingStage, environmentId: data.environmentId, impressions: data.impressions }));
-  await sweep<DeliveryJobData>(deps.queues.delivery, (data) => ({ destinationId: data.destinationId, environmentId: data.environmentId, impressions: data.items }));
+  await sweep<IngestJobData>(deps.queues.ingest, async (data, jobId) => {
+    const batch = data.batchId === undefined ? undefined : (await deps.batches.load([data.batchId])).get(data.batchId);
+    const impressions = data.impressions ?? (batch === undefined ? [] : impressionsOf(batch));
+    const release = (multi: ChainableCommander) => {
+      if (data.batchId !== undefined) deps.batches.releaseIn(multi, `hold:${jobId}`, new Map([[data.batchId, 1]]));
+    };
+    return { destinationId: routingStage, environmentId: data.environmentId, impressions, release };
+  });
+  await sweep<DeliveryJobData>(deps.queues.delivery, async (data, jobId) => {
+    const { items, origins, missing } = await resolveJobItems(deps.batches, data);
+    const released = rowsByBatch(items, origins);
+    for (const [batchId, count] of missing) released.set(batchId, (released.get(batchId) ?? 0) + count);
+    return { destinationId: data.destinationId, environmentId: data.environmentId, impressions: items, release: (multi) => deps.batches.releaseIn(multi, `swept:${jobId}`, released) };
+  });
   return swept;
 }

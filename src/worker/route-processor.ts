@@ -1,6 +1,8 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { routingStage } from '../domain/dead-letter.js';
+import type { Impression } from '../domain/impression.js';
+import { encodeStoredBatch, impressionsOf } from '../domain/stored-batch.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { IngestJobData } from '../queues/queues.js';
 import type { DeliveryBatcher } from '../routing/delivery-batcher.js';
@@ -11,6 +13,7 @@ import type { DeadLetterStore } from '../stores/dead-letter-store.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { TailPublisher } from '../stores/live-tail-store.js';
 import type { StatsStore } from '../stores/stats-store.js';
+import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 
 export interface RouteSummary {
   readonly routed: number;
@@ -24,6 +27,7 @@ export interface RouteProcessorDeps {
   readonly batcher: DeliveryBatcher;
   readonly stats: StatsStore;
   readonly ledger: LedgerStore;
+  readonly batches: StoredBatchStore;
   readonly deadLetters: DeadLetterStore;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -42,8 +46,29 @@ export interface RouteProcessorDeps {
  * the `@routing` stage, which a replay routes again.
  */
 export function createRouteProcessor(deps: RouteProcessorDeps) {
+  /**
+   * The job's stored batch and its impressions. Impressions that came inline (replays) are stored
+   * first, under an id of the job, so every share refers to rows of a stored batch. Undefined when
+   * the batch is gone, which it only is once everything it held has settled.
+   */
+  const load = async (job: Job<IngestJobData>): Promise<{ batchId: string; impressions: Impression[] } | undefined> => {
+    const { batchId, impressions } = job.data;
+    if (batchId === undefined) {
+      const inlineId = `inline-${job.id ?? ''}`;
+      await deps.batches.writeOnce(inlineId, encodeStoredBatch(impressions ?? []));
+      return { batchId: inlineId, impressions: impressions ?? [] };
+    }
+    const batch = (await deps.batches.load([batchId])).get(batchId);
+    return batch === undefined ? undefined : { batchId, impressions: impressionsOf(batch) };
+  };
+
+  /** The routing hold on the batch goes once every share holds its own references (or none is left to write). */
+  const releaseHold = (jobId: string, batchId: string) => deps.batches.release(`hold:${jobId}`, new Map([[batchId, 1]]));
+
   const deadLetter = async (job: Job<IngestJobData>, reason: 'worker_crashed' | 'internal_error', message: string): Promise<RouteSummary> => {
-    const { environmentId, impressions } = job.data;
+    const { environmentId } = job.data;
+    const loaded = await load(job);
+    const impressions = loaded?.impressions ?? [];
     const now = deps.clock();
     await deps.deadLetters.record({
       key: `routing:${job.id ?? ''}:${reason}`,
@@ -57,14 +82,23 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       firstAttemptAt: job.timestamp,
       lastAttemptAt: now,
     });
+    if (loaded !== undefined) await releaseHold(job.id ?? '', loaded.batchId);
     deps.metrics.deadLetters.inc({ destination: routingStage, reason }, impressions.length);
     deps.logger.error({ environmentId, jobId: job.id, reason, count: impressions.length, error: message }, 'impressions could not be routed; dead-lettered for replay');
     return { routed: 0, dropped: 0, destinations: 0, deadLettered: impressions.length };
   };
 
   const route = async (job: Job<IngestJobData>): Promise<RouteSummary> => {
-    const { environmentId, impressions } = job.data;
+    const { environmentId } = job.data;
     const jobId = job.id ?? '';
+    const loaded = await load(job);
+    if (loaded === undefined) {
+      // Its batch is released only after this job was recorded: the job was added again by a
+      // transaction re-sent after it had finished.
+      if (await deps.ledger.routingRecorded(jobId)) return { routed: 0, dropped: 0, destinations: 0 };
+      throw new Error(`stored batch ${job.data.batchId ?? ''} of routing job ${jobId} is missing`);
+    }
+    const { batchId, impressions } = loaded;
     const environment = deps.config.current().environments.get(environmentId);
     if (environment === undefined) {
       // The environment was deleted after the impressions were accepted.
@@ -72,13 +106,16 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
         deps.metrics.impressionsDropped.inc({ reason: 'unknown_environment' }, impressions.length);
         deps.logger.warn({ environmentId, count: impressions.length }, 'impressions of a deleted environment dropped');
       }
+      await releaseHold(jobId, batchId);
       return { routed: 0, dropped: impressions.length, destinations: 0 };
     }
     const viewers = (await deps.tail?.viewers(environmentId)) ?? [];
     const tail = viewers.length === 0 ? undefined : new TailCollector(environmentId, viewers, new Date(deps.clock()).toISOString());
     const result = routeImpressions(environment, impressions, tail?.observe);
     const written = await deps.ledger.sharesWritten(jobId);
-    const shares = [...result.byDestination].filter(([destination]) => !written.has(destination.destination.id));
+    const shares = [...result.rowsByDestination]
+      .filter(([destination]) => !written.has(destination.destination.id))
+      .map(([destination, rows]) => [destination, { batchId, rows, view: result.view }] as const);
     await deps.batcher.addAll(shares, jobId);
     // Once per job: a crash in the middle loses this job's traffic stats, never its impressions.
     await deps.ledger.once(`stats:${jobId}`, () => deps.stats.record(environmentId, result.traffic, result.series));
@@ -92,6 +129,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       for (const [reason, count] of result.dropped) deps.metrics.impressionsDropped.inc({ reason }, count);
       deps.metrics.impressionsRouted.inc(result.routed);
     }
+    await releaseHold(jobId, batchId);
     return { routed: result.routed, dropped, destinations: result.byDestination.size };
   };
 

@@ -53,7 +53,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   // retries), silently; the processors apply their own crash budget instead (FLAGSTREAM_MAX_JOB_CRASHES),
   // relative to the job's failed attempts, and dead-letter past it.
   const locking = { lockDuration: env.FLAGSTREAM_JOB_LOCK_MS, stalledInterval: env.FLAGSTREAM_JOB_LOCK_MS, maxStalledCount: 1_000_000 };
-  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, ledger: ctx.ledger, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
+  const batcher = new DeliveryBatcher(ctx.queues.delivery, { maxWaitCapMs: env.FLAGSTREAM_BATCH_WAIT_CAP_MS, staging, ledger: ctx.ledger, batches: ctx.batches, maxHeldJobs: env.FLAGSTREAM_ROUTING_CONCURRENCY });
 
   const failureLog = createDeliveryFailureLog({ logger: ctx.logger, clock: ctx.clock, windowMs: options.failureLogWindowMs ?? 60_000 });
 
@@ -64,6 +64,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       batcher,
       stats: ctx.stats,
       ledger: ctx.ledger,
+      batches: ctx.batches,
       deadLetters: ctx.deadLetters,
       metrics: ctx.metrics,
       logger: ctx.logger,
@@ -81,6 +82,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       ledger: ctx.ledger,
       queue: ctx.queues.delivery,
       health: ctx.health,
+      batches: ctx.batches,
       rateLimiter: createRateLimiter({ redis, keys }),
       platform: { http: transport },
       metrics: ctx.metrics,
@@ -93,6 +95,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
       quickRetryMinDelayMs: options.quickRetryMinDelayMs ?? 200,
       shutdownSignal: shutdown.signal,
       maxJobCrashes: env.FLAGSTREAM_MAX_JOB_CRASHES,
+      memoryBytes: env.FLAGSTREAM_DELIVERY_MEMORY_BYTES,
     }),
     {
       connection: redis,
@@ -137,7 +140,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   }, 3_600_000);
   trim.unref();
   const sweepFailed = () => {
-    sweepFailedJobs({ queues: ctx.queues, deadLetters: ctx.deadLetters, logger: ctx.logger, clock: ctx.clock }).catch((error: unknown) => ctx.logger.warn({ err: error }, 'failed-job sweep failed; will retry'));
+    sweepFailedJobs({ queues: ctx.queues, deadLetters: ctx.deadLetters, batches: ctx.batches, logger: ctx.logger, clock: ctx.clock }).catch((error: unknown) => ctx.logger.warn({ err: error }, 'failed-job sweep failed; will retry'));
   };
   sweepFailed();
   const sweep = setInterval(sweepFailed, 60_000);

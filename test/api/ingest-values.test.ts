@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Impression } from '../../src/domain/impression.js';
 import { encodeProblems } from '../helpers/every-connector.js';
+import { impressionsOfIngestJobs } from '../helpers/ingest-jobs.js';
 import { postJson, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 interface ErrorBody {
@@ -40,7 +41,7 @@ describe('values accepted at ingest are valid for every connector; anything else
   after(() => app.close());
 
   const waiting = () => app.ctx.queues.ingest.getWaitingCount();
-  const acceptedImpressions = async (): Promise<Impression[]> => (await app.ctx.queues.ingest.getWaiting(0, -1)).flatMap((job) => job.data.impressions);
+  const acceptedImpressions = async (): Promise<Impression[]> => impressionsOfIngestJobs(app.ctx.batches, await app.ctx.queues.ingest.getWaiting(0, -1));
 
   /** Posts, expects a 400 naming `field`, and checks nothing was enqueued. */
   const refused = async (path: string, body: string, field: string | RegExp, headers: Record<string, string> = sdk) => {

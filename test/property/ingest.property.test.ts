@@ -5,6 +5,7 @@ import { deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { Impression } from '../../src/domain/impression.js';
 import { encodeProblems } from '../helpers/every-connector.js';
+import { impressionsOfIngestJobs } from '../helpers/ingest-jobs.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /**
@@ -246,7 +247,7 @@ describe('every ingest endpoint, under generated hostile input', () => {
       return status;
     }
     if (!endpoint.enqueues) return status;
-    const impressions = jobs.flatMap((job) => job.data.impressions);
+    const impressions = await impressionsOfIngestJobs(app.ctx.batches, jobs);
     assert.equal(impressions.length, answer.accepted, `answered accepted ${String(answer.accepted)}, enqueued ${impressions.length}`);
     assert.ok(jobs.length <= 1, `one request became ${jobs.length} jobs`);
     const problems = impressions.flatMap((impression) => outsideLimits(impression).map((problem) => `${impression.id}: ${problem}`));
@@ -351,7 +352,7 @@ describe('every ingest endpoint, under generated hostile input', () => {
         const answer = await rawRequest(url, parts);
         assert.match(answer, /^HTTP\/1\.1 202 /, answer.slice(0, 300));
         const jobs = await app.ctx.queues.ingest.getWaiting(0, -1);
-        assert.equal(jobs[0]?.data.impressions[0]?.key, key);
+        assert.equal((await impressionsOfIngestJobs(app.ctx.batches, jobs))[0]?.key, key);
       }),
       runs(50),
     );

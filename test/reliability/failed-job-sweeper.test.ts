@@ -38,7 +38,7 @@ describe('the failed-job sweep', () => {
     await Promise.all(workers.map((worker) => worker.close()));
     for (const connection of connections) connection.disconnect();
 
-    const swept = await sweepFailedJobs({ queues, deadLetters: app.ctx.deadLetters, logger: pino({ level: 'silent' }), clock: Date.now });
+    const swept = await sweepFailedJobs({ queues, deadLetters: app.ctx.deadLetters, batches: app.ctx.batches, logger: pino({ level: 'silent' }), clock: Date.now });
     assert.equal(swept, 2);
     assert.deepEqual([await queues.delivery.getFailedCount(), await queues.ingest.getFailedCount()], [0, 0]);
     const letters = await app.ctx.deadLetters.list({});
@@ -48,6 +48,6 @@ describe('the failed-job sweep', () => {
     assert.deepEqual(delivery?.impressions.map((i) => i.id), items.map((i) => i.id));
     assert.equal(letters.find((l) => l.destinationId === routingStage)?.impressions.length, 1, 'the ingest job, replayable through routing');
     // Sweeping again finds nothing.
-    assert.equal(await sweepFailedJobs({ queues, deadLetters: app.ctx.deadLetters, logger: pino({ level: 'silent' }), clock: Date.now }), 0);
+    assert.equal(await sweepFailedJobs({ queues, deadLetters: app.ctx.deadLetters, batches: app.ctx.batches, logger: pino({ level: 'silent' }), clock: Date.now }), 0);
   });
 });

@@ -1,0 +1,161 @@
+import type { ChainableCommander, Redis } from 'ioredis';
+import { decodeStoredBatch, type DecodedBatch } from '../domain/stored-batch.js';
+import type { RedisKeys } from './redis-keys.js';
+
+/*
+ * A stored batch lives while references to its rows are outstanding. Ingest writes it with one
+ * reference, the routing hold; each destination share written adds its rows; each settlement
+ * (delivered, skipped, dead-lettered) takes its rows away; routing drops its hold once every share
+ * is durable. At zero the batch is deleted. Adding and taking apply once per named transaction
+ * (a re-sent transaction must not release a batch others still need); routing also sets an
+ * expiry, the max delivery age plus a margin, so a leaked reference cannot keep a batch forever.
+ */
+
+// KEYS[1] once marker, then (batch, refs) pairs; ARGV[1] marker ttl, ARGV[2] batch ttl, ARGV[3..] rows per pair.
+const retainScript = `
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+for i = 3, #ARGV do
+  local batch = KEYS[(i - 3) * 2 + 2]
+  local refs = KEYS[(i - 3) * 2 + 3]
+  redis.call('INCRBY', refs, ARGV[i])
+  redis.call('PEXPIRE', refs, ARGV[2])
+  redis.call('PEXPIRE', batch, ARGV[2])
+end
+return 1`;
+
+// KEYS[1] once marker, then (batch, refs) pairs; ARGV[1] marker ttl, ARGV[2..] rows per pair.
+const releaseScript = `
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+for i = 2, #ARGV do
+  local batch = KEYS[(i - 2) * 2 + 2]
+  local refs = KEYS[(i - 2) * 2 + 3]
+  if redis.call('DECRBY', refs, ARGV[i]) <= 0 then redis.call('DEL', batch, refs) end
+end
+return 1`;
+
+type ScriptCommands = {
+  flagstreamRetainRows(...args: (string | number)[]): ChainableCommander;
+  flagstreamReleaseRows(...args: (string | number)[]): ChainableCommander;
+};
+
+/** Batches per MGET: bounds one Redis reply. */
+const loadPage = 100;
+
+export interface StoredBatchStore {
+  /** Queues on `multi` the batch and its routing hold. */
+  writeIn(multi: ChainableCommander, batchId: string, text: string): void;
+  /**
+   * Stores a batch under a fixed id unless it is there already (with its routing hold): for
+   * impressions that arrive inline (replays), so a retried routing job refers to the same rows.
+   */
+  writeOnce(batchId: string, text: string): Promise<void>;
+  /** The batches that still exist, decoded; from the process's cache where it holds them. */
+  load(batchIds: Iterable<string>): Promise<Map<string, DecodedBatch>>;
+  /** Stored bytes per row of a batch this process has read, else undefined: for budgeting before a read. */
+  bytesPerRow(batchId: string): number | undefined;
+  /** Queues on `multi`: `rows` more references per batch, once per `onceKey`; the batches expire after the retention. */
+  retainIn(multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>): void;
+  /** Queues on `multi`: `rows` fewer references per batch, once per `onceKey`; a batch at zero is deleted. */
+  releaseIn(multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>): void;
+  release(onceKey: string, rows: ReadonlyMap<string, number>): Promise<void>;
+}
+
+export function createStoredBatchStore(deps: {
+  redis: Redis;
+  keys: RedisKeys;
+  /** How long a routed batch may live at most (max delivery age plus a margin). */
+  retentionMs: number;
+  /** Decoded batches kept in the process, by stored bytes: the shares of one request are read once. */
+  cacheBytes?: number;
+}): StoredBatchStore {
+  const { redis, keys, retentionMs } = deps;
+  redis.defineCommand('flagstreamRetainRows', { lua: retainScript });
+  redis.defineCommand('flagstreamReleaseRows', { lua: releaseScript });
+  const cacheLimit = deps.cacheBytes ?? 32 * 1024 * 1024;
+  const cache = new Map<string, DecodedBatch>();
+  let cachedBytes = 0;
+
+  const remember = (batchId: string, batch: DecodedBatch) => {
+    cache.set(batchId, batch);
+    cachedBytes += batch.bytes;
+    // Oldest first (Map order); a batch read again is moved to the end.
+    for (const [id, old] of cache) {
+      if (cachedBytes <= cacheLimit) break;
+      cache.delete(id);
+      cachedBytes -= old.bytes;
+    }
+  };
+
+  const scriptArgs = (onceKey: string, rows: ReadonlyMap<string, number>, ttls: number[]): (string | number)[] => {
+    const keyList = [keys.storedBatchOnce(onceKey)];
+    const counts: number[] = [];
+    for (const [batchId, count] of rows) {
+      keyList.push(keys.storedBatch(batchId), keys.storedBatchRefs(batchId));
+      counts.push(count);
+    }
+    return [keyList.length, ...keyList, ...ttls, ...counts];
+  };
+
+  const releaseIn = (multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>) => {
+    if (rows.size === 0) return;
+    (multi as ChainableCommander & ScriptCommands).flagstreamReleaseRows(...scriptArgs(onceKey, rows, [retentionMs]));
+  };
+
+  return {
+    writeIn(multi, batchId, text) {
+      multi.set(keys.storedBatch(batchId), text).set(keys.storedBatchRefs(batchId), '1');
+    },
+
+    async writeOnce(batchId, text) {
+      const results = await redis.multi().set(keys.storedBatch(batchId), text, 'NX').set(keys.storedBatchRefs(batchId), '1', 'NX').exec();
+      for (const [error] of results ?? []) if (error) throw error;
+    },
+
+    async load(batchIds) {
+      const found = new Map<string, DecodedBatch>();
+      const missing: string[] = [];
+      for (const batchId of batchIds) {
+        const cached = cache.get(batchId);
+        if (cached === undefined) {
+          missing.push(batchId);
+          continue;
+        }
+        cache.delete(batchId);
+        cache.set(batchId, cached);
+        found.set(batchId, cached);
+      }
+      for (let start = 0; start < missing.length; start += loadPage) {
+        const page = missing.slice(start, start + loadPage);
+        const texts = await redis.mget(page.map((batchId) => keys.storedBatch(batchId)));
+        page.forEach((batchId, index) => {
+          const text = texts[index];
+          if (text === null || text === undefined) return;
+          const batch = decodeStoredBatch(text);
+          remember(batchId, batch);
+          found.set(batchId, batch);
+        });
+      }
+      return found;
+    },
+
+    bytesPerRow(batchId) {
+      const batch = cache.get(batchId);
+      return batch === undefined || batch.rows.length === 0 ? undefined : batch.bytes / batch.rows.length;
+    },
+
+    retainIn(multi, onceKey, rows) {
+      if (rows.size === 0) return;
+      (multi as ChainableCommander & ScriptCommands).flagstreamRetainRows(...scriptArgs(onceKey, rows, [retentionMs, retentionMs]));
+    },
+
+    releaseIn,
+
+    async release(onceKey, rows) {
+      if (rows.size === 0) return;
+      const multi = redis.multi();
+      releaseIn(multi, onceKey, rows);
+      const results = await multi.exec();
+      for (const [error] of results ?? []) if (error) throw error;
+    },
+  };
+}
