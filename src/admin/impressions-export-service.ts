@@ -362,7 +362,7 @@ export function createImpressionsExportService(deps: {
     };
 
     const route = () => {
-      const result = routeImpressions(routing, incoming);
+      const result = routeImpressions(routing, incoming, undefined, { collect: true });
       const forTarget = result.byDestination.get(target) ?? [];
       for (const [reason, n] of result.dropped) countNotSent(reason, n);
       countNotSent('filtered', result.routed - forTarget.length);

@@ -95,8 +95,16 @@ export function impressionAt(batch: DecodedBatch, index: number, view?: RoutingV
   Object.assign(impression, batch.context);
   const own = row[rowFields.length];
   if (own !== undefined && own !== null) Object.assign(impression, own);
-  const canonical = impression as unknown as Impression;
-  return view === undefined ? canonical : applyView(canonical, view.labels, view.trafficTypes[canonical.split]);
+  if (view !== undefined) {
+    // applyView, on the object just built (no copy): this runs for every row of every delivery.
+    if (!view.labels) delete impression.label;
+    const trafficType = view.trafficTypes[impression.split as string];
+    if (trafficType !== undefined) {
+      impression.trafficTypeName ??= trafficType[0];
+      if (trafficType[1] !== undefined) impression.trafficTypeId ??= trafficType[1];
+    }
+  }
+  return impression as unknown as Impression;
 }
 
 /** Every row of a batch as impressions, in order. */

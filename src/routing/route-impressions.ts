@@ -8,7 +8,7 @@ import { type TrafficSeries, TrafficSeriesBuilder } from './traffic-series.js';
 export type DropReason = 'tracking_off' | 'unknown_flag' | 'unknown_environment';
 
 export interface RoutingResult {
-  /** destination → the impressions it gets (same objects, shared across destinations) */
+  /** Only with `collect`: destination → the impressions it gets, as it gets them */
   readonly byDestination: Map<RuntimeDestination, Impression[]>;
   /** destination → the positions (in the input) of the impressions it gets */
   readonly rowsByDestination: Map<RuntimeDestination, number[]>;
@@ -29,7 +29,8 @@ export type RoutingObserver = (impression: Impression, decision: RoutingDecision
  * labels where the environment disables them, count traffic per treatment and unique keys, and
  * pick the destinations whose filters match. Nothing is dropped without being counted.
  */
-export function routeImpressions(environment: RuntimeEnvironment, impressions: readonly Impression[], observe?: RoutingObserver): RoutingResult {
+export function routeImpressions(environment: RuntimeEnvironment, impressions: readonly Impression[], observe?: RoutingObserver, options: { collect?: boolean } = {}): RoutingResult {
+  const collect = options.collect ?? false;
   const byDestination = new Map<RuntimeDestination, Impression[]>();
   const rowsByDestination = new Map<RuntimeDestination, number[]>();
   const trafficTypes: Record<string, readonly [string, string?]> = {};
@@ -63,17 +64,21 @@ export function routeImpressions(environment: RuntimeEnvironment, impressions: r
     if (flag !== undefined) {
       trafficType = trafficTypes[original.split] ??= flag.trafficTypeId === undefined ? [flag.trafficType] : [flag.trafficType, flag.trafficTypeId];
     }
-    const impression = applyView(original, labelsEnabled, trafficType);
+    // The impression as destinations will get it is built only for whoever reads it (live tail, export).
+    const trafficTypeName = original.trafficTypeName ?? trafficType?.[0];
+    const impression = observe !== undefined || collect ? applyView(original, labelsEnabled, trafficType) : original;
     routed += 1;
     const chosen: string[] | undefined = observe === undefined ? undefined : [];
     for (const destination of enabled) {
-      if (!destination.matches(impression.split, impression.trafficTypeName)) continue;
-      let list = byDestination.get(destination);
-      if (list === undefined) {
-        list = [];
-        byDestination.set(destination, list);
+      if (!destination.matches(original.split, trafficTypeName)) continue;
+      if (collect) {
+        let list = byDestination.get(destination);
+        if (list === undefined) {
+          list = [];
+          byDestination.set(destination, list);
+        }
+        list.push(impression);
       }
-      list.push(impression);
       let rows = rowsByDestination.get(destination);
       if (rows === undefined) {
         rows = [];
