@@ -12,7 +12,8 @@ import { ClientKeysSchema, CountsSchema, ServerKeysSchema } from './routes/inges
 
 /**
  * `/openapi.json` and a browsable reference at `/docs` (Swagger UI, assets served from the
- * package). The routes keep validating with zod inside their handlers, so their schemas are not
+ * package). The routes keep validating inside their handlers (with zod, or for the impression
+ * formats by hand with the same answers), so their schemas are not
  * put on the route definitions (fastify would then validate with ajv and answer other 400s):
  * this module describes each route for @fastify/swagger's `transform`, with JSON Schemas made
  * from the same zod schemas by `z.toJSONSchema`. A route not described here still appears, with

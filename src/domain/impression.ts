@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 
 /**
@@ -46,18 +46,24 @@ export interface ImpressionIdentity {
  * replayed. The id is computed once at ingest and then travels with the impression.
  */
 export function impressionId(i: ImpressionIdentity): string {
-  const material = [
-    i.environmentId,
-    i.split,
-    i.key,
-    i.bucketingKey ?? '',
-    i.treatment,
-    i.label ?? '',
-    String(i.time),
-    i.splitVersionNumber === undefined ? '' : String(i.splitVersionNumber),
-    i.properties ?? '',
-  ].join('\u001f');
-  return createHash('sha256').update(material).digest('base64url').slice(0, 32);
+  return impressionIdOf(i.environmentId, i.split, i.key, i.bucketingKey, i.treatment, i.label, i.time, i.splitVersionNumber, i.properties);
+}
+
+/** impressionId of the fields themselves, for ingest, which has them at hand and need not build an ImpressionIdentity. */
+export function impressionIdOf(
+  environmentId: string,
+  split: string,
+  key: string,
+  bucketingKey: string | undefined,
+  treatment: string,
+  label: string | undefined,
+  time: number,
+  splitVersionNumber: number | undefined,
+  properties: string | undefined,
+): string {
+  const material = `${environmentId}\u001f${split}\u001f${key}\u001f${bucketingKey ?? ''}\u001f${treatment}\u001f${label ?? ''}\u001f${time}\u001f${splitVersionNumber ?? ''}\u001f${properties ?? ''}`;
+  // One-shot hash: the same digest as createHash().update().digest(), without a Hash object per impression.
+  return hash('sha256', material, 'base64url').slice(0, 32);
 }
 
 /** `nodejs-11.11.0` → { sdk: 'nodejs', sdkVersion: '11.11.0' }; `.NET_CORE-7.6.0` → '.NET_CORE', '7.6.0'. */

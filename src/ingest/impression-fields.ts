@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { scanJsonText } from './json-text.js';
+import { measureJsonText } from './json-text.js';
 
 /**
  * What ingest accepts for each field of the canonical impression: only values every connector
@@ -31,33 +31,47 @@ export const ingestLimits = {
 
 const { maxTextLength, minTime, maxFutureMs, maxPropertiesLength, maxPropertiesDepth } = ingestLimits;
 
+/**
+ * The messages of our own limits, shared by the zod schemas below (which document the formats
+ * and validate the count and keys bodies) and the hand-written checks of field-checks.ts (which
+ * validate impressions, on the hot path).
+ */
+export const ingestMessages = {
+  tooLong: `must be at most ${maxTextLength} characters`,
+  timeNotInteger: 'must be an integer number of milliseconds since the epoch',
+  timeTooEarly: `must be on or after 2000-01-01T00:00:00Z (${minTime} ms since the epoch; seconds are not accepted)`,
+  changeNumberNotInteger: 'must be an integer between -(2^53 - 1) and 2^53 - 1',
+  propertiesTooLong: (length: number) => `must be at most ${maxPropertiesLength} characters of JSON text (got ${length})`,
+  propertiesTooDeep: `nested deeper than ${maxPropertiesDepth} levels`,
+  propertiesLoneSurrogate: 'contains a lone UTF-16 surrogate (not valid Unicode)',
+} as const;
+
 // Lengths in UTF-16 code units, as connectors measure them (zod's max counts code points).
 const fitsText = (value: string) => value.length <= maxTextLength;
-const tooLong = `must be at most ${maxTextLength} characters`;
 
 /** Optional text: any string up to the length limit. */
-export const IngestText = z.string().refine(fitsText, tooLong);
+export const IngestText = z.string().refine(fitsText, ingestMessages.tooLong);
 /** Required text: 1 to maxTextLength characters. */
-export const IngestRequiredText = z.string().min(1).refine(fitsText, tooLong);
+export const IngestRequiredText = z.string().min(1).refine(fitsText, ingestMessages.tooLong);
 
 /** Evaluation time, epoch ms; the upper bound depends on the reception time (see laterThanReception). */
-export const IngestTime = z
-  .number()
-  .int('must be an integer number of milliseconds since the epoch')
-  .min(minTime, `must be on or after 2000-01-01T00:00:00Z (${minTime} ms since the epoch; seconds are not accepted)`);
+export const IngestTime = z.number().int(ingestMessages.timeNotInteger).min(minTime, ingestMessages.timeTooEarly);
 
 /** Flag change number: any integer that is exact as a double (Parquet INT64, JSON everywhere). */
-export const IngestChangeNumber = z.number().int('must be an integer between -(2^53 - 1) and 2^53 - 1');
+export const IngestChangeNumber = z.number().int(ingestMessages.changeNumberNotInteger);
+
+/** The problem of `properties` JSON text, if any: too long, nested too deep, or not valid Unicode once unescaped. */
+export function propertiesTextProblem(text: string): string | undefined {
+  if (text.length > maxPropertiesLength) return ingestMessages.propertiesTooLong(text.length);
+  const shape = measureJsonText(text);
+  if (shape.depth > maxPropertiesDepth) return ingestMessages.propertiesTooDeep;
+  return shape.loneSurrogate ? ingestMessages.propertiesLoneSurrogate : undefined;
+}
 
 /** `properties` as JSON text: bounded in length and nesting, and valid Unicode once unescaped. */
 export const IngestPropertiesText = z.string().superRefine((text, context) => {
-  if (text.length > maxPropertiesLength) {
-    context.addIssue({ code: 'custom', message: `must be at most ${maxPropertiesLength} characters of JSON text (got ${text.length})` });
-    return;
-  }
-  const shape = scanJsonText(text);
-  if (shape.depth > maxPropertiesDepth) context.addIssue({ code: 'custom', message: `nested deeper than ${maxPropertiesDepth} levels` });
-  else if (shape.loneSurrogate) context.addIssue({ code: 'custom', message: 'contains a lone UTF-16 surrogate (not valid Unicode)' });
+  const problem = propertiesTextProblem(text);
+  if (problem !== undefined) context.addIssue({ code: 'custom', message: problem });
 });
 
 /**

@@ -32,6 +32,12 @@ export interface JsonTextShape {
  * allocation-free: a few milliseconds for a 5 MB body.
  */
 export function scanJsonText(text: string): JsonTextShape {
+  const { depth, loneSurrogate } = measureJsonText(text);
+  return { depth, loneSurrogate, protoKey: protoKey.test(text) };
+}
+
+/** scanJsonText without the `__proto__` search, which only matters for text that is parsed here (bodies, not `properties`). */
+export function measureJsonText(text: string): Omit<JsonTextShape, 'protoKey'> {
   let depth = 0;
   let deepest = 0;
   let inString = false;
@@ -57,7 +63,7 @@ export function scanJsonText(text: string): JsonTextShape {
       if (depth > deepest) deepest = depth;
     } else if (c === 0x5d || c === 0x7d) depth -= 1;
   }
-  return { depth: deepest, loneSurrogate: lone || hasLoneSurrogate(text), protoKey: protoKey.test(text) };
+  return { depth: deepest, loneSurrogate: lone || hasLoneSurrogate(text) };
 }
 
 function hexUnit(text: string, at: number): number {

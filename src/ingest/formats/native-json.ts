@@ -1,13 +1,31 @@
 import { z } from 'zod';
-import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
-import { type Impression, impressionId } from '../../domain/impression.js';
-import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
+import { type AppError, formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
+import { type Impression, impressionIdOf } from '../../domain/impression.js';
+import {
+  addFound,
+  changeNumberProblem,
+  type Found,
+  clientIdProblem,
+  invalidInput,
+  isJsonObject,
+  propertiesInputText,
+  requiredTextProblem,
+  textProblem,
+  timeProblems,
+  tooShort,
+  wrongType,
+  wrongTypeAndLength,
+} from '../field-checks.js';
+import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception, propertiesTextProblem } from '../impression-fields.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
  * flagstream's own `POST /v1/impressions`: `{ "impressions": [ <canonical impression> ] }`.
  * The environment comes from the SDK key; `id` may be given (it is then kept, so a client can
  * choose its own idempotency key) or is derived; `properties` may be an object or a JSON string.
+ *
+ * This schema documents the format (OpenAPI); fromNativeJson validates by hand, with the same
+ * problems, in one pass that also builds the impressions.
  */
 export const NativeImpressionsSchema = z.object({
   impressions: z
@@ -33,19 +51,120 @@ export const NativeImpressionsSchema = z.object({
     .min(1),
 });
 
-export function fromNativeJson(body: z.infer<typeof NativeImpressionsSchema>, context: IngestContext): Impression[] {
+/** An impression of the body as sent, before it is checked. */
+interface NativeItem {
+  readonly id?: unknown;
+  readonly key?: unknown;
+  readonly bucketingKey?: unknown;
+  readonly split?: unknown;
+  readonly treatment?: unknown;
+  readonly label?: unknown;
+  readonly time?: unknown;
+  readonly splitVersionNumber?: unknown;
+  readonly trafficTypeId?: unknown;
+  readonly trafficTypeName?: unknown;
+  readonly sdk?: unknown;
+  readonly sdkVersion?: unknown;
+  readonly machineIp?: unknown;
+  readonly machineName?: unknown;
+  readonly properties?: unknown;
+}
+
+/** Adds what a check found on field `name` of impression `index`. */
+function report(problems: FieldProblem[], index: number, name: string, found: Found): void {
+  if (found === undefined) return;
+  addFound(problems, formatPath(['impressions', index, name]), found);
+}
+
+/** An optional text field: absent is fine (null is not: the native format has no nulls). */
+function optionalTextProblem(value: unknown): string | undefined {
+  return value === undefined ? undefined : textProblem(value);
+}
+
+/** The 400 for an `impressions` that is not a non-empty array. */
+function listRefused(found: Found): AppError {
   const problems: FieldProblem[] = [];
-  const impressions = body.impressions.map(({ id, properties, ...rest }, index) => {
-    const late = laterThanReception(rest.time, context.receivedAt);
-    if (late !== undefined) problems.push({ field: formatPath(['impressions', index, 'time']), message: late });
-    const fields = { ...rest, environmentId: context.environmentId, ...(properties === undefined ? {} : { properties }) };
-    return {
-      id: id ?? impressionId(fields),
-      ...fields,
-      environmentName: context.environmentName,
-      receptionTimestamp: context.receivedAt,
-    };
-  });
+  addFound(problems, 'impressions', found);
+  return validationError(problems);
+}
+
+/**
+ * The impressions of a native body, or a 400 naming every field that is not as
+ * NativeImpressionsSchema says (in its order); once the body is valid, the time bound to reception.
+ */
+export function fromNativeJson(body: unknown, context: IngestContext): Impression[] {
+  if (!isJsonObject(body)) throw validationError([{ field: formatPath([]), message: wrongType('object', body) }]);
+  const list = body.impressions;
+  if (!Array.isArray(list)) throw listRefused(wrongTypeAndLength('array', list, 1));
+  if (list.length === 0) throw listRefused(tooShort(list, 1));
+  const { environmentId, environmentName, receivedAt } = context;
+  const problems: FieldProblem[] = [];
+  const late: FieldProblem[] = [];
+  const impressions: Impression[] = [];
+  for (let index = 0; index < list.length; index += 1) {
+    const item: unknown = list[index];
+    if (!isJsonObject(item)) {
+      problems.push({ field: formatPath(['impressions', index]), message: wrongType('object', item) });
+      continue;
+    }
+    const n = item as NativeItem;
+    if (n.id !== undefined) report(problems, index, 'id', clientIdProblem(n.id));
+    report(problems, index, 'key', requiredTextProblem(n.key));
+    report(problems, index, 'bucketingKey', optionalTextProblem(n.bucketingKey));
+    report(problems, index, 'split', requiredTextProblem(n.split));
+    report(problems, index, 'treatment', requiredTextProblem(n.treatment));
+    report(problems, index, 'label', optionalTextProblem(n.label));
+    report(problems, index, 'time', timeProblems(n.time));
+    if (n.splitVersionNumber !== undefined) report(problems, index, 'splitVersionNumber', changeNumberProblem(n.splitVersionNumber));
+    report(problems, index, 'trafficTypeId', optionalTextProblem(n.trafficTypeId));
+    report(problems, index, 'trafficTypeName', optionalTextProblem(n.trafficTypeName));
+    report(problems, index, 'sdk', optionalTextProblem(n.sdk));
+    report(problems, index, 'sdkVersion', optionalTextProblem(n.sdkVersion));
+    report(problems, index, 'machineIp', optionalTextProblem(n.machineIp));
+    report(problems, index, 'machineName', optionalTextProblem(n.machineName));
+    let properties: string | undefined;
+    if (n.properties !== undefined) {
+      properties = propertiesInputText(n.properties);
+      report(problems, index, 'properties', properties === undefined ? invalidInput : propertiesTextProblem(properties));
+    }
+    // Past the first problem only problems are looked for: nothing of the request is accepted.
+    if (problems.length > 0) continue;
+
+    // Checked above: the casts only tell TypeScript what the checks found.
+    const key = n.key as string;
+    const split = n.split as string;
+    const treatment = n.treatment as string;
+    const time = n.time as number;
+    const bucketingKey = n.bucketingKey as string | undefined;
+    const label = n.label as string | undefined;
+    const changeNumber = n.splitVersionNumber as number | undefined;
+    const lateProblem = laterThanReception(time, receivedAt);
+    if (lateProblem !== undefined) late.push({ field: formatPath(['impressions', index, 'time']), message: lateProblem });
+    // Built in the order the fields have always been in (the schema's, then ours); the fields
+    // after `key` are set below, in their place.
+    const impression = {
+      id: (n.id as string | undefined) ?? impressionIdOf(environmentId, split, key, bucketingKey, treatment, label, time, changeNumber, properties),
+      key,
+    } as Impression;
+    if (bucketingKey !== undefined) impression.bucketingKey = bucketingKey;
+    impression.split = split;
+    impression.treatment = treatment;
+    if (label !== undefined) impression.label = label;
+    impression.time = time;
+    if (changeNumber !== undefined) impression.splitVersionNumber = changeNumber;
+    if (n.trafficTypeId !== undefined) impression.trafficTypeId = n.trafficTypeId as string;
+    if (n.trafficTypeName !== undefined) impression.trafficTypeName = n.trafficTypeName as string;
+    if (n.sdk !== undefined) impression.sdk = n.sdk as string;
+    if (n.sdkVersion !== undefined) impression.sdkVersion = n.sdkVersion as string;
+    if (n.machineIp !== undefined) impression.machineIp = n.machineIp as string;
+    if (n.machineName !== undefined) impression.machineName = n.machineName as string;
+    impression.environmentId = environmentId;
+    if (properties !== undefined) impression.properties = properties;
+    impression.environmentName = environmentName;
+    impression.receptionTimestamp = receivedAt;
+    impressions.push(impression);
+  }
   if (problems.length > 0) throw validationError(problems);
+  if (late.length > 0) throw validationError(late);
   return impressions;
 }

@@ -1,6 +1,18 @@
 import { z } from 'zod';
 import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
-import { impressionId, type Impression, splitSdkVersionHeader } from '../../domain/impression.js';
+import { impressionIdOf, type Impression, splitSdkVersionHeader } from '../../domain/impression.js';
+import {
+  addFound,
+  changeNumberProblem,
+  type Found,
+  isJsonObject,
+  numberProblem,
+  propertiesStringProblem,
+  requiredTextProblem,
+  textProblem,
+  timeProblems,
+  wrongType,
+} from '../field-checks.js';
 import { IngestChangeNumber, IngestPropertiesText, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
 import type { IngestContext } from './ingest-context.js';
 
@@ -8,6 +20,9 @@ import type { IngestContext } from './ingest-context.js';
  * `POST /testImpressions/bulk` as the Split SDKs send it: an array of `{ f, i: [...] }`, one
  * element per flag; `k` key, `t` treatment, `m` time (ms), `c` change number, `r` label,
  * `b` bucketing key, `pt` previous time (ignored), `properties` a JSON string.
+ *
+ * This schema documents the format (OpenAPI); fromSplitSdkBulk validates by hand, with the same
+ * problems, in one pass that also builds the impressions.
  */
 export const SplitSdkBulkSchema = z.array(
   z.object({
@@ -46,43 +61,108 @@ function known(value: string | undefined): string | undefined {
   return value === undefined || value === '' || value === 'NA' || value === 'unknown' ? undefined : value;
 }
 
-export function fromSplitSdkBulk(body: z.infer<typeof SplitSdkBulkSchema>, headers: SplitSdkHeaders, context: IngestContext): Impression[] {
-  const problems: FieldProblem[] = [];
-  for (const [name, header] of Object.entries(splitSdkHeaderNames) as [keyof SplitSdkHeaders, string][]) {
-    const result = IngestText.safeParse(headers[name] ?? '');
-    if (!result.success) problems.push({ field: `headers.${header}`, message: result.error.issues[0]?.message ?? 'invalid' });
-  }
+/** An impression of the body as sent, before it is checked. */
+interface SdkItem {
+  readonly k?: unknown;
+  readonly t?: unknown;
+  readonly m?: unknown;
+  readonly c?: unknown;
+  readonly r?: unknown;
+  readonly b?: unknown;
+  readonly pt?: unknown;
+  readonly properties?: unknown;
+  readonly et?: unknown;
+}
+
+/** Adds what a check found on field `name` of impression `item` of group `group`. */
+function report(problems: FieldProblem[], group: number, item: number, name: string, found: Found): void {
+  if (found === undefined) return;
+  addFound(problems, formatPath([group, 'i', item, name]), found);
+}
+
+/**
+ * The impressions of a bulk body, or a 400 naming every field that is not as SplitSdkBulkSchema
+ * says (in its order); once the body is valid, the SDK headers and the time bound to reception.
+ */
+export function fromSplitSdkBulk(body: unknown, headers: SplitSdkHeaders, context: IngestContext): Impression[] {
+  if (!Array.isArray(body)) throw validationError([{ field: formatPath([]), message: wrongType('array', body) }]);
+  const { environmentId, environmentName, receivedAt } = context;
   const { sdk, sdkVersion } = splitSdkVersionHeader(headers.sdkVersion);
   const machineIp = known(headers.machineIp);
   const machineName = known(headers.machineName);
+  const problems: FieldProblem[] = [];
+  const late: FieldProblem[] = [];
   const impressions: Impression[] = [];
-  body.forEach((group, g) => {
-    group.i.forEach((item, j) => {
-      const late = laterThanReception(item.m, context.receivedAt);
-      if (late !== undefined) problems.push({ field: formatPath([g, 'i', j, 'm']), message: late });
-      const fields = {
-        key: item.k,
-        split: group.f,
-        treatment: item.t,
-        time: item.m,
-        environmentId: context.environmentId,
-        ...(item.b != null ? { bucketingKey: item.b } : {}),
-        ...(item.r != null ? { label: item.r } : {}),
-        ...(item.c != null ? { splitVersionNumber: item.c } : {}),
-        ...(item.properties != null ? { properties: item.properties } : {}),
-      };
-      impressions.push({
-        id: impressionId(fields),
-        ...fields,
-        environmentName: context.environmentName,
-        ...(sdk !== undefined ? { sdk } : {}),
-        ...(sdkVersion !== undefined ? { sdkVersion } : {}),
-        ...(machineIp !== undefined ? { machineIp } : {}),
-        ...(machineName !== undefined ? { machineName } : {}),
-        receptionTimestamp: context.receivedAt,
-      });
-    });
-  });
+  for (let g = 0; g < body.length; g += 1) {
+    const group: unknown = body[g];
+    if (!isJsonObject(group)) {
+      problems.push({ field: formatPath([g]), message: wrongType('object', group) });
+      continue;
+    }
+    const split = group.f;
+    const flagFound = requiredTextProblem(split);
+    if (flagFound !== undefined) addFound(problems, formatPath([g, 'f']), flagFound);
+    const items = group.i;
+    if (!Array.isArray(items)) {
+      problems.push({ field: formatPath([g, 'i']), message: wrongType('array', items) });
+      continue;
+    }
+    for (let j = 0; j < items.length; j += 1) {
+      const item: unknown = items[j];
+      if (!isJsonObject(item)) {
+        problems.push({ field: formatPath([g, 'i', j]), message: wrongType('object', item) });
+        continue;
+      }
+      const { k, t, m, c, r, b, pt, properties, et } = item as SdkItem;
+      report(problems, g, j, 'k', requiredTextProblem(k));
+      report(problems, g, j, 't', requiredTextProblem(t));
+      report(problems, g, j, 'm', timeProblems(m));
+      if (c != null) report(problems, g, j, 'c', changeNumberProblem(c));
+      if (r != null) report(problems, g, j, 'r', textProblem(r));
+      if (b != null) report(problems, g, j, 'b', textProblem(b));
+      if (pt != null) report(problems, g, j, 'pt', numberProblem(pt));
+      if (properties != null) report(problems, g, j, 'properties', propertiesStringProblem(properties));
+      if (et != null) report(problems, g, j, 'et', textProblem(et));
+      // Past the first problem only problems are looked for: nothing of the request is accepted.
+      if (problems.length > 0) continue;
+
+      // Checked above: the casts only tell TypeScript what the checks found.
+      const time = m as number;
+      const lateProblem = laterThanReception(time, receivedAt);
+      if (lateProblem !== undefined) late.push({ field: formatPath([g, 'i', j, 'm']), message: lateProblem });
+      const bucketingKey = b as string | null | undefined;
+      const label = r as string | null | undefined;
+      const changeNumber = c as number | null | undefined;
+      const propertiesText = properties as string | null | undefined;
+      // Built in the order the fields have always been in (jobs, dead letters and webhooks show
+      // it); environmentName and receptionTimestamp are set below, in their place.
+      const impression = {
+        id: impressionIdOf(environmentId, split as string, k as string, bucketingKey ?? undefined, t as string, label ?? undefined, time, changeNumber ?? undefined, propertiesText ?? undefined),
+        key: k as string,
+        split: split as string,
+        treatment: t as string,
+        time,
+        environmentId,
+      } as Impression;
+      if (bucketingKey != null) impression.bucketingKey = bucketingKey;
+      if (label != null) impression.label = label;
+      if (changeNumber != null) impression.splitVersionNumber = changeNumber;
+      if (propertiesText != null) impression.properties = propertiesText;
+      impression.environmentName = environmentName;
+      if (sdk !== undefined) impression.sdk = sdk;
+      if (sdkVersion !== undefined) impression.sdkVersion = sdkVersion;
+      if (machineIp !== undefined) impression.machineIp = machineIp;
+      if (machineName !== undefined) impression.machineName = machineName;
+      impression.receptionTimestamp = receivedAt;
+      impressions.push(impression);
+    }
+  }
+  if (problems.length > 0) throw validationError(problems);
+  for (const [name, header] of Object.entries(splitSdkHeaderNames) as [keyof SplitSdkHeaders, string][]) {
+    const problem = textProblem(headers[name] ?? '');
+    if (problem !== undefined) problems.push({ field: `headers.${header}`, message: problem });
+  }
+  problems.push(...late);
   if (problems.length > 0) throw validationError(problems);
   return impressions;
 }

@@ -1,7 +1,19 @@
 import { z } from 'zod';
 import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
-import { impressionId, type Impression } from '../../domain/impression.js';
-import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
+import { impressionIdOf, type Impression } from '../../domain/impression.js';
+import {
+  addFound,
+  changeNumberProblem,
+  type Found,
+  invalidInput,
+  isJsonObject,
+  propertiesInputText,
+  requiredTextProblem,
+  textProblem,
+  timeProblems,
+  wrongType,
+} from '../field-checks.js';
+import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception, propertiesTextProblem } from '../impression-fields.js';
 import type { IngestContext } from './ingest-context.js';
 
 const optionalText = IngestText.optional().nullable();
@@ -10,6 +22,9 @@ const optionalText = IngestText.optional().nullable();
  * Split's outgoing impressions webhook: a JSON array of impressions with the field names our
  * canonical impression keeps. The environment is the flagstream environment that owns the
  * token (Split's own environment id is replaced, so routing and filters use ours).
+ *
+ * This schema documents the format (OpenAPI); fromSplitWebhook validates by hand, with the same
+ * problems, in one pass that also builds the impressions.
  */
 export const SplitWebhookSchema = z.array(
   z.object({
@@ -32,36 +47,110 @@ export const SplitWebhookSchema = z.array(
   }),
 );
 
-export function fromSplitWebhook(body: z.infer<typeof SplitWebhookSchema>, context: IngestContext): Impression[] {
+/** An impression of the body as sent, before it is checked. */
+interface WebhookItem {
+  readonly key?: unknown;
+  readonly split?: unknown;
+  readonly treatment?: unknown;
+  readonly time?: unknown;
+  readonly environmentId?: unknown;
+  readonly environmentName?: unknown;
+  readonly bucketingKey?: unknown;
+  readonly label?: unknown;
+  readonly machineName?: unknown;
+  readonly machineIp?: unknown;
+  readonly splitVersionNumber?: unknown;
+  readonly sdk?: unknown;
+  readonly sdkVersion?: unknown;
+  readonly trafficTypeId?: unknown;
+  readonly trafficTypeName?: unknown;
+  readonly properties?: unknown;
+}
+
+/** Adds what a check found on field `name` of impression `index`. */
+function report(problems: FieldProblem[], index: number, name: string, found: Found): void {
+  if (found === undefined) return;
+  addFound(problems, formatPath([index, name]), found);
+}
+
+/** An optional text field: absent and null are fine. */
+function optionalTextProblem(value: unknown): string | undefined {
+  return value == null ? undefined : textProblem(value);
+}
+
+/**
+ * The impressions of a webhook body, or a 400 naming every field that is not as
+ * SplitWebhookSchema says (in its order); once the body is valid, the time bound to reception.
+ */
+export function fromSplitWebhook(body: unknown, context: IngestContext): Impression[] {
+  if (!Array.isArray(body)) throw validationError([{ field: formatPath([]), message: wrongType('array', body) }]);
+  const { environmentId, environmentName, receivedAt } = context;
   const problems: FieldProblem[] = [];
-  const impressions = body.map((item, index) => {
-    const late = laterThanReception(item.time, context.receivedAt);
-    if (late !== undefined) problems.push({ field: formatPath([index, 'time']), message: late });
-    const properties = item.properties ?? undefined;
-    const fields = {
-      key: item.key,
-      split: item.split,
-      treatment: item.treatment,
-      time: item.time,
-      environmentId: context.environmentId,
-      ...(item.bucketingKey != null && item.bucketingKey !== '' ? { bucketingKey: item.bucketingKey } : {}),
-      ...(item.label != null ? { label: item.label } : {}),
-      ...(item.splitVersionNumber != null ? { splitVersionNumber: item.splitVersionNumber } : {}),
-      ...(properties !== undefined && properties !== '' ? { properties } : {}),
-    };
-    return {
-      id: impressionId(fields),
-      ...fields,
-      environmentName: context.environmentName,
-      ...(item.trafficTypeId != null ? { trafficTypeId: item.trafficTypeId } : {}),
-      ...(item.trafficTypeName != null ? { trafficTypeName: item.trafficTypeName } : {}),
-      ...(item.sdk != null ? { sdk: item.sdk } : {}),
-      ...(item.sdkVersion != null ? { sdkVersion: item.sdkVersion } : {}),
-      ...(item.machineIp != null ? { machineIp: item.machineIp } : {}),
-      ...(item.machineName != null ? { machineName: item.machineName } : {}),
-      receptionTimestamp: context.receivedAt,
-    };
-  });
+  const late: FieldProblem[] = [];
+  const impressions: Impression[] = [];
+  for (let index = 0; index < body.length; index += 1) {
+    const item: unknown = body[index];
+    if (!isJsonObject(item)) {
+      problems.push({ field: formatPath([index]), message: wrongType('object', item) });
+      continue;
+    }
+    const w = item as WebhookItem;
+    report(problems, index, 'key', requiredTextProblem(w.key));
+    report(problems, index, 'split', requiredTextProblem(w.split));
+    report(problems, index, 'treatment', requiredTextProblem(w.treatment));
+    report(problems, index, 'time', timeProblems(w.time));
+    report(problems, index, 'environmentId', optionalTextProblem(w.environmentId));
+    report(problems, index, 'environmentName', optionalTextProblem(w.environmentName));
+    report(problems, index, 'bucketingKey', optionalTextProblem(w.bucketingKey));
+    report(problems, index, 'label', optionalTextProblem(w.label));
+    report(problems, index, 'machineName', optionalTextProblem(w.machineName));
+    report(problems, index, 'machineIp', optionalTextProblem(w.machineIp));
+    if (w.splitVersionNumber != null) report(problems, index, 'splitVersionNumber', changeNumberProblem(w.splitVersionNumber));
+    report(problems, index, 'sdk', optionalTextProblem(w.sdk));
+    report(problems, index, 'sdkVersion', optionalTextProblem(w.sdkVersion));
+    report(problems, index, 'trafficTypeId', optionalTextProblem(w.trafficTypeId));
+    report(problems, index, 'trafficTypeName', optionalTextProblem(w.trafficTypeName));
+    let properties: string | undefined;
+    if (w.properties != null) {
+      properties = propertiesInputText(w.properties);
+      report(problems, index, 'properties', properties === undefined ? invalidInput : propertiesTextProblem(properties));
+    }
+    // Past the first problem only problems are looked for: nothing of the request is accepted.
+    if (problems.length > 0) continue;
+
+    // Checked above: the casts only tell TypeScript what the checks found.
+    const time = w.time as number;
+    const lateProblem = laterThanReception(time, receivedAt);
+    if (lateProblem !== undefined) late.push({ field: formatPath([index, 'time']), message: lateProblem });
+    const bucketingKey = w.bucketingKey === '' ? undefined : (w.bucketingKey as string | null | undefined);
+    const label = w.label as string | null | undefined;
+    const changeNumber = w.splitVersionNumber as number | null | undefined;
+    if (properties === '') properties = undefined;
+    // Built in the order the fields have always been in (jobs, dead letters and webhooks show
+    // it); environmentName and receptionTimestamp are set below, in their place.
+    const impression = {
+      id: impressionIdOf(environmentId, w.split as string, w.key as string, bucketingKey ?? undefined, w.treatment as string, label ?? undefined, time, changeNumber ?? undefined, properties),
+      key: w.key as string,
+      split: w.split as string,
+      treatment: w.treatment as string,
+      time,
+      environmentId,
+    } as Impression;
+    if (bucketingKey != null) impression.bucketingKey = bucketingKey;
+    if (label != null) impression.label = label;
+    if (changeNumber != null) impression.splitVersionNumber = changeNumber;
+    if (properties !== undefined) impression.properties = properties;
+    impression.environmentName = environmentName;
+    if (w.trafficTypeId != null) impression.trafficTypeId = w.trafficTypeId as string;
+    if (w.trafficTypeName != null) impression.trafficTypeName = w.trafficTypeName as string;
+    if (w.sdk != null) impression.sdk = w.sdk as string;
+    if (w.sdkVersion != null) impression.sdkVersion = w.sdkVersion as string;
+    if (w.machineIp != null) impression.machineIp = w.machineIp as string;
+    if (w.machineName != null) impression.machineName = w.machineName as string;
+    impression.receptionTimestamp = receivedAt;
+    impressions.push(impression);
+  }
   if (problems.length > 0) throw validationError(problems);
+  if (late.length > 0) throw validationError(late);
   return impressions;
 }
