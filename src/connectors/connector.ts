@@ -123,6 +123,13 @@ export interface Connector<Settings = unknown, Req = HttpRequestSpec, Res = Http
   createClient(settings: Settings, platform: ConnectorPlatform): Client;
   /** Pure: no I/O, no clock but context.now. May split into several requests. */
   encode(items: readonly Impression[], settings: Settings, context: EncodeContext): EncodeResult<Req>;
+  /**
+   * Optional, for connectors whose requests take long to build (S3: 50 000 rows serialised and
+   * compressed): the same result as `encode`, computed off the event loop (a worker thread). The
+   * delivery core awaits this instead of `encode` when present; a rejection counts as `encode`
+   * throwing. `encode` stays the pure reference (tests, `destinations test`).
+   */
+  encodeOffLoop?(items: readonly Impression[], settings: Settings, context: EncodeContext): Promise<EncodeResult<Req>>;
   /** The only I/O. No retries, timers or logging here: the core owns those. */
   send(client: Client, request: Req, signal: AbortSignal): Promise<Res>;
   /** Pure: what the destination's answer means. */

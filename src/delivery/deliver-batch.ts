@@ -89,17 +89,19 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
     if (outcome.retryAfterMs !== undefined) retryAfterMs = Math.max(retryAfterMs ?? 0, outcome.retryAfterMs);
   };
 
-  const encode = (chunk: readonly Impression[]): EncodedRequest<unknown>[] => {
+  const encode = async (chunk: readonly Impression[]): Promise<EncodedRequest<unknown>[]> => {
     if (chunk.length === 0) return [];
     let result;
     try {
-      result = target.connector.encode(chunk, target.settings, { now: options.now(), destinationId: target.destinationId });
+      const context = { now: options.now(), destinationId: target.destinationId };
+      // A connector with heavy bodies builds them off the event loop; its rejection is a throw like encode's.
+      result = await (target.connector.encodeOffLoop?.(chunk, target.settings, context) ?? target.connector.encode(chunk, target.settings, context));
     } catch (error) {
       // Encoding is pure, so what throws once throws on every retry: halve the chunk until the
       // items the connector cannot encode are alone, reject those, and send their neighbours now.
       if (chunk.length > 1) {
         const half = Math.ceil(chunk.length / 2);
-        return [...encode(chunk.slice(0, half)), ...encode(chunk.slice(half))];
+        return [...(await encode(chunk.slice(0, half))), ...(await encode(chunk.slice(half)))];
       }
       const reason = scrub(`the connector cannot encode this impression: ${error instanceof Error ? error.message : String(error)}`);
       for (const item of chunk) settleItem(item.id, { kind: 'rejected', code: 'invalid_payload', reason });
@@ -110,19 +112,19 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
     let fitting: EncodedRequest<unknown>[] = [];
     for (const request of result.requests) {
       if (request.bytes <= target.limits.maxBytesPerRequest) fitting.push(request);
-      else fitting = fitting.concat(splitOversized(request.itemIds, `request of ${request.bytes} bytes is over the limit of ${target.limits.maxBytesPerRequest}`));
+      else fitting = fitting.concat(await splitOversized(request.itemIds, `request of ${request.bytes} bytes is over the limit of ${target.limits.maxBytesPerRequest}`));
     }
     return fitting;
   };
 
-  const splitOversized = (itemIds: readonly string[], reason: string): EncodedRequest<unknown>[] => {
+  const splitOversized = async (itemIds: readonly string[], reason: string): Promise<EncodedRequest<unknown>[]> => {
     if (itemIds.length <= 1) {
       for (const id of itemIds) settleItem(id, { kind: 'rejected', code: 'payload_too_large', reason });
       return [];
     }
     const half = Math.ceil(itemIds.length / 2);
     const subset = (ids: readonly string[]) => ids.map((id) => byId.get(id)).filter((item): item is Impression => item !== undefined);
-    return [...encode(subset(itemIds.slice(0, half))), ...encode(subset(itemIds.slice(half)))];
+    return [...(await encode(subset(itemIds.slice(0, half)))), ...(await encode(subset(itemIds.slice(half))))];
   };
 
   const sendOnce = async (request: EncodedRequest<unknown>): Promise<DeliveryOutcome> => {
@@ -177,7 +179,7 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
     const outcome = await sendWithQuickRetries(request);
     switch (outcome.kind) {
       case 'too-large': {
-        const halves = splitOversized(request.itemIds, outcome.reason);
+        const halves = await splitOversized(request.itemIds, outcome.reason);
         await runPool(halves, target.maxConcurrentRequests, deliverRequest);
         return;
       }
@@ -193,7 +195,7 @@ export async function deliverBatch(items: readonly Impression[], target: Deliver
   let requestsToSend: EncodedRequest<unknown>[] = [];
   const chunkSize = Math.max(1, target.limits.maxItemsPerRequest);
   // concat, not push(...): a chunk may encode into as many requests as it has items.
-  for (let start = 0; start < items.length; start += chunkSize) requestsToSend = requestsToSend.concat(encode(items.slice(start, start + chunkSize)));
+  for (let start = 0; start < items.length; start += chunkSize) requestsToSend = requestsToSend.concat(await encode(items.slice(start, start + chunkSize)));
   await runPool(requestsToSend, target.maxConcurrentRequests, deliverRequest);
 
   for (const [id, outcome] of outcomes) {

@@ -242,6 +242,27 @@ describe('s3 connector against s3rver', () => {
     assert.equal(lines.length, 3);
   });
 
+  test('an impression the encode thread cannot write is dead-lettered alone; its neighbours are written', async () => {
+    const first = impression();
+    const second = impression();
+    const third = impression();
+    // Parquet stores splitVersion as INT64: a fraction makes the encoder throw, in the thread.
+    const fraction = impression({ splitVersionNumber: 1.5 });
+    const raw = rawSettings({ format: 'parquet' });
+
+    const settlement = await deliver([first, fraction, second, third], raw);
+
+    assert.equal(settlement.delivered, 3);
+    assert.deepEqual(
+      settlement.rejected.map((rejected) => [rejected.item.id, rejected.code]),
+      [[fraction.id, 'invalid_payload']],
+    );
+    assert.match(settlement.rejected[0]?.reason ?? '', /^the connector cannot encode this impression: .*BigInt/);
+    // The core halves the batch until the impression is alone: its neighbours go out in two objects.
+    const partition = `${String(raw.prefix)}env=env-prod/dt=2024-06-20/hour=16/`;
+    assert.deepEqual(await listKeys(String(raw.prefix)), [`${partition}${s3BatchId([first.id])}.parquet`, `${partition}${s3BatchId([second.id, third.id])}.parquet`].sort());
+  });
+
   test('a missing bucket dead-letters the batch as destination_not_found', async () => {
     const items = [impression(), impression()];
 

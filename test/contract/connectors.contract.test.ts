@@ -55,6 +55,13 @@ for (const connector of builtInConnectors as AnyConnector[]) {
       }
     });
 
+    if (connector.encodeOffLoop !== undefined) {
+      test('encodeOffLoop gives what encode gives', async () => {
+        const context = { now, destinationId: 'contract' };
+        assert.deepEqual(await connector.encodeOffLoop?.(impressions, settings, context), connector.encode(impressions, settings, context));
+      });
+    }
+
     test('transport failures are retried', () => {
       const [request] = connector.encode(impressions.slice(0, 2), settings, { now, destinationId: 'contract' }).requests;
       assert.ok(request);

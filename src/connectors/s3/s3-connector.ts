@@ -1,13 +1,14 @@
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
-import { type ColumnSource, parquetWriteBuffer } from 'hyparquet-writer';
 import { z } from 'zod';
 import { excerpt } from '../http-classification.js';
 import { parseRetryAfter } from '../http-classification.js';
 import type { Impression } from '../../domain/impression.js';
-import type { Connector, DeliveryOutcome, EncodedRequest, HttpClient, HttpResponse, RejectCode, SendResult } from '../connector.js';
+import type { Connector, DeliveryOutcome, EncodeResult, HttpClient, HttpResponse, RejectCode, SendResult } from '../connector.js';
+import { encodeS3ObjectsOffThread } from './s3-encode-thread.js';
+import { encodeS3Objects, type S3Object } from './s3-objects.js';
+
+export { s3BatchId, type S3Column, s3Columns, s3CsvRecord, s3EnvironmentPrefix, s3ObjectKey, s3PartitionPrefix, type S3Row, s3Row } from './s3-objects.js';
 
 /**
  * Amazon S3 (and S3-compatible stores): every batch is written as objects, one per environment
@@ -24,35 +25,14 @@ import type { Connector, DeliveryOutcome, EncodedRequest, HttpClient, HttpRespon
  *   `InvalidAccessKeyId`, `SignatureDoesNotMatch` (403) → destination_auth; `SlowDown` (503) and
  *   other throttling → throttled; `InternalError` (500) / 5xx and network failures → retry;
  *   other 4xx → rejected.
+ * - Objects are built by `encodeS3Objects` (./s3-objects.ts): on the main thread in `encode` (the
+ *   reference), in a worker thread in `encodeOffLoop`, which the delivery core uses (a 50 000-row
+ *   object takes the better part of a second to build; see "Encoding off the event loop").
  *
  * The S3Client is built with `maxAttempts: 1` (the SDK's own retries would hide failures from the
  * core) and sends through the platform's HTTP transport, so the core's timeout, keep-alive and
  * private-address guard apply to S3 and to custom endpoints alike.
  */
-
-/** Split's S3 export columns, in its order (Harness `amazon-s3.md`), then our idempotency key. */
-export const s3Columns = [
-  'key',
-  'bucketingKey',
-  'label',
-  'treatment',
-  'splitName',
-  'splitVersion',
-  'properties',
-  'environmentId',
-  'trafficTypeId',
-  'sdk',
-  'sdkVersion',
-  'machineName',
-  'machineIp',
-  'timestamp',
-  'receptionTimestamp',
-  'impressionId',
-] as const;
-export type S3Column = (typeof s3Columns)[number];
-
-/** One row of an export file: strings, epoch-millisecond numbers, or null where the impression has no value. */
-export type S3Row = { readonly [C in S3Column]: string | number | null };
 
 /** S3's largest single PUT (5 GB); bigger objects need a multipart upload. */
 const maxSinglePutBytes = 5 * 1024 ** 3;
@@ -126,119 +106,6 @@ export interface S3PutResponse {
   readonly etag?: string;
   readonly retryAfter?: string;
 }
-
-/** The impression as one row of Split's export schema. */
-export function s3Row(impression: Impression): S3Row {
-  return {
-    key: impression.key,
-    bucketingKey: impression.bucketingKey ?? null,
-    label: impression.label ?? null,
-    treatment: impression.treatment,
-    splitName: impression.split,
-    splitVersion: impression.splitVersionNumber ?? null,
-    properties: impression.properties ?? null,
-    environmentId: impression.environmentId,
-    trafficTypeId: impression.trafficTypeId ?? null,
-    sdk: impression.sdk ?? null,
-    sdkVersion: impression.sdkVersion ?? null,
-    machineName: impression.machineName ?? null,
-    machineIp: impression.machineIp ?? null,
-    timestamp: impression.time,
-    receptionTimestamp: impression.receptionTimestamp,
-    impressionId: impression.id,
-  };
-}
-
-/** A hive partition value: letters, digits, `.`, `_` and `-` kept; anything else %-encoded (UTF-8). */
-function partitionValue(value: string): string {
-  return Array.from(Buffer.from(value, 'utf8'))
-    .map((byte) => {
-      const char = String.fromCharCode(byte);
-      return /[A-Za-z0-9._-]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-    })
-    .join('');
-}
-
-/** The deterministic name of a group of impressions: the same ids, in any order, give the same id. */
-export function s3BatchId(impressionIds: readonly string[]): string {
-  return createHash('sha256').update([...impressionIds].sort().join('\n')).digest('hex').slice(0, 32);
-}
-
-function fileExtension(settings: S3Settings): string {
-  if (settings.format === 'parquet') return 'parquet';
-  return settings.compression === 'gzip' ? `${settings.format}.gz` : settings.format;
-}
-
-/** `{prefix}env=<id>/`: the folder of one environment's objects (readers list partitions below it). */
-export function s3EnvironmentPrefix(settings: S3Settings, environmentId: string): string {
-  const trimmed = settings.prefix.replace(/^\/+/, '');
-  const prefix = trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
-  return `${prefix}env=${partitionValue(environmentId)}/`;
-}
-
-/** `{prefix}env=<id>/dt=YYYY-MM-DD/hour=HH/`: the partition of the hour starting at `hourStart` (UTC). */
-export function s3PartitionPrefix(settings: S3Settings, environmentId: string, hourStart: number): string {
-  const iso = new Date(hourStart).toISOString();
-  return `${s3EnvironmentPrefix(settings, environmentId)}dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`;
-}
-
-/** `{prefix}env=<id>/dt=YYYY-MM-DD/hour=HH/<batch-id>.<ext>`, the hour being the impression time's, in UTC. */
-export function s3ObjectKey(settings: S3Settings, environmentId: string, hourStart: number, batchId: string): string {
-  return `${s3PartitionPrefix(settings, environmentId, hourStart)}${batchId}.${fileExtension(settings)}`;
-}
-
-/** RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled; null is an empty field. */
-function csvField(value: string | number | null): string {
-  if (value === null) return '';
-  const text = String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-/** One CSV record of a row (no line end); the header is `s3Columns.join(',')`. */
-export function s3CsvRecord(row: S3Row): string {
-  return s3Columns.map((column) => csvField(row[column])).join(',');
-}
-
-function toCsv(rows: readonly S3Row[]): string {
-  const lines = [s3Columns.join(','), ...rows.map(s3CsvRecord)];
-  return `${lines.join('\r\n')}\r\n`;
-}
-
-function toJsonLines(rows: readonly S3Row[]): string {
-  return rows.map((row) => `${JSON.stringify(row)}\n`).join('');
-}
-
-const longColumns: ReadonlySet<S3Column> = new Set(['splitVersion', 'timestamp', 'receptionTimestamp']);
-const requiredColumns: ReadonlySet<S3Column> = new Set(['key', 'treatment', 'splitName', 'environmentId', 'timestamp', 'receptionTimestamp', 'impressionId']);
-
-function toParquet(rows: readonly S3Row[], compression: S3Settings['compression']): Uint8Array {
-  const columnData: ColumnSource[] = s3Columns.map((column) => {
-    const nullable = !requiredColumns.has(column);
-    if (longColumns.has(column)) {
-      const data = rows.map((row) => (row[column] === null ? null : BigInt(row[column])));
-      return { name: column, data, type: 'INT64', nullable };
-    }
-    return { name: column, data: rows.map((row) => (row[column] === null ? null : String(row[column]))), type: 'STRING', nullable };
-  });
-  const buffer = parquetWriteBuffer({
-    columnData,
-    codec: compression === 'gzip' ? 'GZIP' : 'UNCOMPRESSED',
-    compressors: { GZIP: (input) => new Uint8Array(gzipSync(input)) },
-    createdBy: 'flagstream',
-  });
-  return new Uint8Array(buffer);
-}
-
-function encodeObject(rows: readonly S3Row[], settings: S3Settings): { body: Uint8Array; contentType: string } {
-  if (settings.format === 'parquet') return { body: toParquet(rows, settings.compression), contentType: 'application/vnd.apache.parquet' };
-  const text = settings.format === 'csv' ? toCsv(rows) : toJsonLines(rows);
-  const contentType = settings.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
-  // gzip files are stored as such (no Content-Encoding), so tools download them byte for byte.
-  if (settings.compression === 'gzip') return { body: new Uint8Array(gzipSync(text)), contentType: 'application/gzip' };
-  return { body: new Uint8Array(Buffer.from(text, 'utf8')), contentType };
-}
-
-const hourMs = 3_600_000;
 
 const authErrorCodes: ReadonlySet<string> = new Set([
   'AccessDenied',
@@ -414,6 +281,16 @@ export function s3ClientConfig(settings: S3Settings): S3ClientConfig {
   };
 }
 
+/** The connector's requests for objects built from `items` (by either encoder). */
+function s3EncodeResult(items: readonly Impression[], settings: S3Settings, objects: readonly S3Object[]): EncodeResult<S3PutRequest> {
+  const requests = objects.map(({ positions, key, body, contentType }) => ({
+    itemIds: Array.from(positions, (position) => (items[position] as Impression).id),
+    bytes: body.byteLength,
+    request: { bucket: settings.bucket, key, body, contentType, rows: positions.length },
+  }));
+  return { requests, rejected: [], skipped: [] };
+}
+
 export const s3Connector: Connector<S3Settings, S3PutRequest, S3PutResponse, S3Client> = {
   type: 's3',
   displayName: 'Amazon S3',
@@ -440,24 +317,12 @@ export const s3Connector: Connector<S3Settings, S3PutRequest, S3PutResponse, S3C
     });
   },
   encode(items, settings) {
-    // One object per (environment, hour of impression time), rows ordered so a re-encode is byte-identical.
-    const groups = new Map<string, { environmentId: string; hourStart: number; items: Impression[] }>();
-    for (const impression of items) {
-      const hourStart = Math.floor(impression.time / hourMs) * hourMs;
-      const groupKey = `${impression.environmentId}\u0000${hourStart}`;
-      const group = groups.get(groupKey) ?? { environmentId: impression.environmentId, hourStart, items: [] };
-      group.items.push(impression);
-      groups.set(groupKey, group);
-    }
-    const requests: EncodedRequest<S3PutRequest>[] = [];
-    for (const group of groups.values()) {
-      const ordered = [...group.items].sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      const itemIds = ordered.map((impression) => impression.id);
-      const key = s3ObjectKey(settings, group.environmentId, group.hourStart, s3BatchId(itemIds));
-      const { body, contentType } = encodeObject(ordered.map(s3Row), settings);
-      requests.push({ itemIds, bytes: body.byteLength, request: { bucket: settings.bucket, key, body, contentType, rows: ordered.length } });
-    }
-    return { requests, rejected: [], skipped: [] };
+    return s3EncodeResult(items, settings, encodeS3Objects(items, settings));
+  },
+  async encodeOffLoop(items, settings) {
+    // Serialising and compressing 50 000 rows takes the better part of a second: in a worker
+    // thread, so other destinations' deliveries (and the API) keep the event loop meanwhile.
+    return s3EncodeResult(items, settings, await encodeS3ObjectsOffThread(items, settings));
   },
   async send(client, request, signal) {
     try {
