@@ -12,6 +12,8 @@ export interface JobItems {
   readonly missing: Map<string, number>;
 }
 
+const rowsPerSlice = 5_000;
+
 export async function resolveJobItems(batches: StoredBatchStore, data: DeliveryJobData): Promise<JobItems> {
   const items: Impression[] = [...(data.items ?? [])];
   const origins = new Map<Impression, readonly [string, number]>();
@@ -19,9 +21,12 @@ export async function resolveJobItems(batches: StoredBatchStore, data: DeliveryJ
   const refs = data.refs ?? [];
   if (refs.length === 0) return { items, origins, missing };
   const loaded = await batches.load(refs.map(([batchId]) => batchId));
+  let built = 0;
   for (const [batchId, rows] of refs) {
     const batch = loaded.get(batchId);
     for (const row of decodeRows(rows)) {
+      // A 50 000-row job (S3) is built in slices, so other destinations' work runs in between.
+      if (++built % rowsPerSlice === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const item = batch === undefined ? undefined : impressionAt(batch, row, data.view);
       if (item === undefined) {
         missing.set(batchId, (missing.get(batchId) ?? 0) + 1);
