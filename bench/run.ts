@@ -85,15 +85,15 @@ if (onlyScenario !== undefined && (onlyScenario < 1 || onlyScenario > 6)) {
 const sized = (n: number) => Math.max(1, Math.round(n * scale));
 const sizes = quick
   ? { one: sized(40_000), halfRateSeconds: 2, fanOut: sized(15_000), hundred: sized(1_000), environments: sized(3_000), naive: sized(2_000), backlog: sized(5_000), naiveBacklog: sized(500), soakSeconds: 60 }
-  : { one: sized(600_000), halfRateSeconds: 10, fanOut: sized(150_000), hundred: sized(10_000), environments: sized(30_000), naive: sized(5_000), backlog: sized(50_000), naiveBacklog: sized(1_000), soakSeconds: 600 };
+  : { one: sized(600_000), halfRateSeconds: 10, fanOut: sized(150_000), hundred: sized(10_000), environments: sized(50_000), naive: sized(10_000), backlog: sized(50_000), naiveBacklog: sized(1_000), soakSeconds: 600 };
 /** Webhook settings of every scenario: batches of 5 000 gathered for at most 1 s, unless told otherwise. */
 const webhookBatch = { batchSize: Math.round(positive('batch-size', args['batch-size'], 5000)), maxBatchWait: Math.round(positive('batch-wait', args['batch-wait'], 1000, true)) };
 const halfRateTarget = webhookBatch.maxBatchWait + 500;
 const s3Batch = { maxRows: 10_000, maxWait: 2000 };
 /** Ingest batches waiting above which ingest answers 503: about 200 000 impressions, whatever the request size. */
 const backlogLimit = (requestSize: number) => String(Math.max(100, Math.round(200_000 / requestSize)));
-/** A phase that delivers nothing new for this long is given up. */
-const stallMs = quick ? 20_000 : 60_000;
+/** A phase in which nothing is accepted or delivered for this long is given up (routing a large backlog can take a while). */
+const stallMs = quick ? 30_000 : 120_000;
 
 const flag = 'bench_flag';
 const secret = `whsec_${randomBytes(24).toString('base64')}`;
@@ -225,7 +225,7 @@ interface KindResult {
   readonly deliveriesPerSecond: number;
   /** The same per impression (deliveriesPerSecond / fanOut): impressions/s through every destination of this kind. */
   readonly impressionsPerSecond: number;
-  /** Impressions/s delivered (per destination) during the middle half of the sending period; null when sending took under 2 s. */
+  /** Impressions/s delivered (per destination) during the middle half of the sending period; null when sending took under 1 s. */
   readonly impressionsPerSecondWhileSending: number | null;
   readonly latencyMs: LatencySummary;
   readonly requests: number;
@@ -340,7 +340,7 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
   const perImpression = (value: number) => (impressions === 0 ? 0 : value / impressions);
   const sendingMs = finishedLoad.finishedAt - finishedLoad.startedAt;
   // The middle half of the sending period: ramp-up and the last requests left out.
-  const middle = sendingMs >= 2000 ? { from: finishedLoad.startedAt + sendingMs / 4, to: finishedLoad.startedAt + (3 * sendingMs) / 4 } : undefined;
+  const middle = sendingMs >= 1000 ? { from: finishedLoad.startedAt + sendingMs / 4, to: finishedLoad.startedAt + (3 * sendingMs) / 4 } : undefined;
   const kindResults: Partial<Record<SinkKind, KindResult>> = {};
   let lastArrival = finishedLoad.startedAt;
   for (const kind of kinds) {
@@ -700,8 +700,6 @@ async function main(): Promise<number> {
         const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
         results.naiveRatio = {
           impressionsPerSecond: ratio(ours.impressionsPerSecond, naive.impressionsPerSecond),
-          p50Ms: ratio(ours.kinds.webhook?.latencyMs.p50 ?? 0, naive.kinds.webhook?.latencyMs.p50 ?? 0),
-          p99Ms: ratio(ours.kinds.webhook?.latencyMs.p99 ?? 0, naive.kinds.webhook?.latencyMs.p99 ?? 0),
           cpuMicrosPerImpression: ratio(ours.cpuMicrosPerImpression, naive.cpuMicrosPerImpression),
           redisCommandsPerImpression: ratio(ours.redisCommandsPerImpression, naive.redisCommandsPerImpression),
           redisCpuMicrosPerImpression: ratio(ours.redisCpuMicrosPerImpression, naive.redisCpuMicrosPerImpression),
@@ -733,7 +731,7 @@ async function main(): Promise<number> {
   if (results.naiveRatio !== undefined) {
     const r = results.naiveRatio;
     const times = (value: number | undefined, digits = 1) => (value === undefined || value === 0 ? '-' : `${formatNumber(value, digits)}×`);
-    rows.push(['flagstream ÷ naive (scenario 1 ÷ 5)', '', '', times(r.impressionsPerSecond), '', '', times(r.p50Ms, 2), times(r.p99Ms, 2), '', times(r.cpuMicrosPerImpression, 2), times(r.redisCommandsPerImpression, 3), times(r.redisCpuMicrosPerImpression, 2), times(r.peakRss, 2)]);
+    rows.push(['flagstream ÷ naive (scenario 1 ÷ 5)', '', '', times(r.impressionsPerSecond), '', '', '', '', '', times(r.cpuMicrosPerImpression, 2), times(r.redisCommandsPerImpression, 3), times(r.redisCpuMicrosPerImpression, 2), times(r.peakRss, 2)]);
   }
   console.log(table(rows, header));
   console.log('');
@@ -741,6 +739,7 @@ async function main(): Promise<number> {
   console.log('while sending: impressions/s delivered (per destination) during the middle half of the time the load generator was sending.');
   console.log('latency: at the sink, now − receptionTimestamp (ingest to delivery). CPU: utime + stime of every flagstream (or naive) process, per impression ingested.');
   console.log('Redis: commands run (INFO commandstats, those inside Lua scripts included) and CPU (used_cpu_user + sys), per impression ingested.');
+  if (results.naiveRatio !== undefined) console.log('flagstream ÷ naive: latencies are not compared: flat out, both measure how long a backlog takes to drain, and the loads differ in size.');
   if (results.halfRate !== undefined) {
     const h = results.halfRate;
     console.log(`half rate: paced at ${formatNumber(h.pacedImpressionsPerSecond)} impressions/s (half of scenario 1's), latency p50 ${formatNumber(h.p50Ms)} ms, p99 ${formatNumber(h.p99Ms)} ms (target p99 ≤ batch wait + 500 ms = ${formatNumber(h.targetMs)} ms: ${h.met ? 'met' : 'NOT met'})`);
