@@ -1,0 +1,293 @@
+// Processes of `npm run bench` and what is read from them: a private redis-server, flagstream
+// (or baseline) server processes, forked children that answer questions over IPC, and /proc
+// figures. Every child is registered so that it is killed on any exit, error or signal included.
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import type { Question } from './messages.js';
+
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+export const flagstreamBin = join(repoRoot, 'bin', 'flagstream.js');
+
+const children = new Set<ChildProcess>();
+export const scratch = mkdtempSync(join(tmpdir(), 'flagstream-bench-'));
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** Kills every child still running and removes the scratch folder; safe to call more than once. */
+export function killEverything(): void {
+  for (const child of children) if (alive(child)) child.kill('SIGKILL');
+  children.clear();
+  rmSync(scratch, { recursive: true, force: true });
+}
+process.once('exit', killEverything);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\nbench: ${signal}: stopping every child process\n`);
+    killEverything();
+    process.exit(130);
+  });
+}
+
+export function exitOf(child: ChildProcess): Promise<void> {
+  return alive(child) ? new Promise((resolve) => child.once('exit', () => resolve())) : Promise.resolve();
+}
+
+/** Polls `condition` every `everyMs` until it holds; throws `what` after `timeoutMs`. */
+export async function pollUntil(condition: () => Promise<boolean> | boolean, options: { timeoutMs: number; what: string; everyMs?: number }): Promise<void> {
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(options.timeoutMs / 1000)} s waiting for ${options.what}`);
+    await delay(options.everyMs ?? 100);
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** CPU time (user + system) of a process so far, in microseconds; undefined once it is gone. */
+export function cpuMicros(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at field 3: utime is field 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}
+const clockTicks = 100; // sysconf(_SC_CLK_TCK): 100 on every Linux architecture Node supports
+
+/** `VmHWM` (peak resident set) or `VmRSS` of a process, in bytes. */
+export function memoryOf(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
+  try {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A redis-server of the benchmark's own, on a free port, with no persistence: clean figures. */
+export class PrivateRedis {
+  private constructor(
+    readonly port: number,
+    private readonly child: ChildProcess,
+    readonly client: Redis,
+  ) {}
+
+  static async start(): Promise<PrivateRedis> {
+    const port = await freePort();
+    const dir = mkdtempSync(join(scratch, 'redis-'));
+    const child = track(
+      spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' }),
+    );
+    const started = new Promise<never>((_, reject) => child.once('error', (error) => reject(new Error(`cannot start redis-server (${error.message}): install it (apt-get install redis-server, brew install redis)`))));
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+    // Refused connections until the server listens are expected; a failing command still throws.
+    client.on('error', () => undefined);
+    const ready = pollUntil(async () => (await client.ping().catch(() => '')) === 'PONG', { timeoutMs: 10_000, what: `redis-server on port ${port}`, everyMs: 50 });
+    await Promise.race([ready, started]);
+    return new PrivateRedis(port, child, client);
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  async info(section: string): Promise<Map<string, string>> {
+    const text = await this.client.info(section);
+    const fields = new Map<string, string>();
+    for (const line of text.split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1));
+    }
+    return fields;
+  }
+
+  /** Commands Redis ran so far, INFO (the benchmark's own probe) left out. */
+  async commands(): Promise<number> {
+    let total = 0;
+    for (const [name, value] of await this.info('commandstats')) {
+      if (name === 'cmdstat_info') continue;
+      total += Number(/calls=(\d+)/.exec(value)?.[1] ?? 0);
+    }
+    return total;
+  }
+
+  async usedMemory(): Promise<number> {
+    return Number((await this.info('memory')).get('used_memory'));
+  }
+
+  async version(): Promise<string> {
+    return (await this.info('server')).get('redis_version') ?? 'unknown';
+  }
+
+  async stop(): Promise<void> {
+    this.client.disconnect();
+    const exited = exitOf(this.child);
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+export interface ServerProcessOptions {
+  readonly name: string;
+  readonly command: readonly string[];
+  readonly env: Record<string, string>;
+  /** Port of its HTTP API; undefined for a worker. */
+  readonly port?: number;
+  /** Ready once its log holds this text (and, with a port, GET /readyz answers 200). */
+  readonly readyLine?: string;
+}
+
+/** One server process (flagstream `serve`, or the baseline), its log in a file. */
+export class ServerProcess {
+  private peak = 0;
+
+  private constructor(
+    readonly name: string,
+    readonly port: number | undefined,
+    private readonly child: ChildProcess,
+    private readonly logFile: string,
+  ) {}
+
+  static async start(options: ServerProcessOptions): Promise<ServerProcess> {
+    const logFile = join(scratch, `${options.name}-${Date.now()}.log`);
+    const log = openSync(logFile, 'a');
+    const [command, ...args] = options.command as [string, ...string[]];
+    const child = track(spawn(command, args, { cwd: repoRoot, env: { ...process.env, ...options.env }, stdio: ['ignore', log, log] }));
+    closeSync(log);
+    const started = new ServerProcess(options.name, options.port, child, logFile);
+    await pollUntil(
+      async () => {
+        if (!alive(child)) throw new Error(`${options.name} exited while starting:\n${started.tail()}`);
+        if (options.readyLine !== undefined && !started.log().includes(options.readyLine)) return false;
+        if (options.port === undefined) return true;
+        return (await fetch(`${started.url}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.status === 200;
+      },
+      { timeoutMs: 60_000, what: `${options.name} to be ready`, everyMs: 100 },
+    );
+    return started;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  log(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  tail(lines = 12): string {
+    return this.log().trimEnd().split('\n').slice(-lines).join('\n');
+  }
+
+  cpuMicros(): number {
+    return cpuMicros(this.pid) ?? 0;
+  }
+
+  /** Peak RSS so far (VmHWM, kept by the kernel); the last value read survives the process. */
+  peakRss(): number {
+    this.peak = Math.max(this.peak, memoryOf(this.pid, 'VmHWM') ?? 0);
+    return this.peak;
+  }
+
+  rss(): number {
+    return memoryOf(this.pid, 'VmRSS') ?? 0;
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.peakRss();
+    if (!alive(this.child)) return;
+    const exited = exitOf(this.child);
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** A forked TypeScript child that answers questions over IPC (`{ replyTo: id }`). */
+export class Helper {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (answer: unknown) => void; reject: (error: Error) => void }>();
+
+  private constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    readonly hello: Record<string, unknown>,
+  ) {
+    child.on('message', (message: { replyTo?: number }) => {
+      const waiter = message.replyTo === undefined ? undefined : this.waiting.get(message.replyTo);
+      if (waiter === undefined || message.replyTo === undefined) return;
+      this.waiting.delete(message.replyTo);
+      waiter.resolve(message);
+    });
+    child.once('exit', (code, signal) => {
+      for (const waiter of this.waiting.values()) waiter.reject(new Error(`${name} exited (${code ?? signal}) before answering`));
+      this.waiting.clear();
+    });
+  }
+
+  /** Forks `bench/<script>` with tsx and waits for its first message. */
+  static async fork(name: string, script: string, env: Record<string, string> = {}): Promise<Helper> {
+    const child = track(fork(join(repoRoot, 'bench', script), [], { cwd: repoRoot, execArgv: ['--import', 'tsx'], env: { ...process.env, BENCH_SCRATCH: scratch, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    const hello = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      child.once('message', (message: Record<string, unknown>) => resolve(message));
+      child.once('exit', (code) => reject(new Error(`${name} (${script}) exited with ${code} while starting`)));
+    });
+    return new Helper(name, child, hello);
+  }
+
+  ask<T>(type: string, fields: Record<string, unknown> = {}): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: (answer) => resolve(answer as T), reject });
+      const question: Question & Record<string, unknown> = { id, type, ...fields };
+      this.child.send(question);
+    });
+  }
+
+  cpuMicros(): number {
+    return cpuMicros(this.child.pid ?? -1) ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    const exited = exitOf(this.child);
+    this.child.kill('SIGTERM');
+    await exited;
+  }
+}
