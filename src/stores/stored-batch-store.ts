@@ -43,15 +43,15 @@ const loadPage = 100;
 
 export interface StoredBatchStore {
   /** Queues on `multi` the batch and its routing hold. */
-  writeIn(multi: ChainableCommander, batchId: string, text: string): void;
+  writeIn(multi: ChainableCommander, batchId: string, stored: Buffer): void;
   /**
    * Stores a batch under a fixed id unless it is there already (with its routing hold): for
    * impressions that arrive inline (replays), so a retried routing job refers to the same rows.
    */
-  writeOnce(batchId: string, text: string): Promise<void>;
+  writeOnce(batchId: string, stored: Buffer): Promise<void>;
   /** The batches that still exist, decoded; from the process's cache where it holds them. */
   load(batchIds: Iterable<string>): Promise<Map<string, DecodedBatch>>;
-  /** Stored bytes per row of a batch this process has read, else undefined: for budgeting before a read. */
+  /** Decoded bytes (JSON text) per row of a batch this process has read, else undefined: for budgeting before a read. */
   bytesPerRow(batchId: string): number | undefined;
   /** Queues on `multi`: `rows` more references per batch, once per `onceKey`; the batches expire after the retention. */
   retainIn(multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>): void;
@@ -65,13 +65,13 @@ export function createStoredBatchStore(deps: {
   keys: RedisKeys;
   /** How long a routed batch may live at most (max delivery age plus a margin). */
   retentionMs: number;
-  /** Decoded batches kept in the process, by stored bytes: the shares of one request are read once. */
+  /** Decoded batches kept in the process, by decoded bytes: the shares of one request are read once. */
   cacheBytes?: number;
 }): StoredBatchStore {
   const { redis, keys, retentionMs } = deps;
   redis.defineCommand('flagstreamRetainRows', { lua: retainScript });
   redis.defineCommand('flagstreamReleaseRows', { lua: releaseScript });
-  const cacheLimit = deps.cacheBytes ?? 32 * 1024 * 1024;
+  const cacheLimit = deps.cacheBytes ?? 16 * 1024 * 1024;
   const cache = new Map<string, DecodedBatch>();
   let cachedBytes = 0;
 
@@ -102,12 +102,12 @@ export function createStoredBatchStore(deps: {
   };
 
   return {
-    writeIn(multi, batchId, text) {
-      multi.set(keys.storedBatch(batchId), text).set(keys.storedBatchRefs(batchId), '1');
+    writeIn(multi, batchId, stored) {
+      multi.set(keys.storedBatch(batchId), stored).set(keys.storedBatchRefs(batchId), '1');
     },
 
-    async writeOnce(batchId, text) {
-      const results = await redis.multi().set(keys.storedBatch(batchId), text, 'NX').set(keys.storedBatchRefs(batchId), '1', 'NX').exec();
+    async writeOnce(batchId, stored) {
+      const results = await redis.multi().set(keys.storedBatch(batchId), stored, 'NX').set(keys.storedBatchRefs(batchId), '1', 'NX').exec();
       for (const [error] of results ?? []) if (error) throw error;
     },
 
@@ -126,11 +126,11 @@ export function createStoredBatchStore(deps: {
       }
       for (let start = 0; start < missing.length; start += loadPage) {
         const page = missing.slice(start, start + loadPage);
-        const texts = await redis.mget(page.map((batchId) => keys.storedBatch(batchId)));
+        const stored = await redis.mgetBuffer(page.map((batchId) => keys.storedBatch(batchId)));
         page.forEach((batchId, index) => {
-          const text = texts[index];
-          if (text === null || text === undefined) return;
-          const batch = decodeStoredBatch(text);
+          const bytes = stored[index];
+          if (bytes === null || bytes === undefined) return;
+          const batch = decodeStoredBatch(bytes);
           remember(batchId, batch);
           found.set(batchId, batch);
         });

@@ -54,11 +54,11 @@ export interface DeliveryProcessorDeps {
   readonly shutdownSignal: AbortSignal;
   /** Crashes of its worker a job may cause beyond its failed attempts before it is dead-lettered. */
   readonly maxJobCrashes: number;
-  /** Stored bytes of impressions this process delivers at once (FLAGSTREAM_DELIVERY_MEMORY_BYTES). */
+  /** Bytes of impressions (as JSON) this process delivers at once (FLAGSTREAM_DELIVERY_MEMORY_BYTES). */
   readonly memoryBytes?: number;
 }
 
-/** Assumed stored size of a row not read yet, and of an inline impression (JSON). */
+/** Assumed size (JSON) of a row not read yet, and of an inline impression. */
 const unknownRowBytes = 300;
 
 type DeadLetterCode = DeadLetter['reason'];
@@ -93,7 +93,7 @@ interface CachedClient {
 export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
   const clients = new Map<string, CachedClient>();
   const slots = new DestinationSlots();
-  const budget = new ByteBudget(deps.memoryBytes ?? 64 * 1024 * 1024);
+  const budget = new ByteBudget(deps.memoryBytes ?? 32 * 1024 * 1024);
   const jobBytes = (data: DeliveryJobData): number => {
     let bytes = (data.items?.length ?? 0) * unknownRowBytes;
     for (const [batchId, rows] of data.refs ?? []) bytes += countRows(rows) * (deps.batches.bytesPerRow(batchId) ?? unknownRowBytes);
