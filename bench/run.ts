@@ -177,7 +177,9 @@ async function deploy(system: System, name: string, environments: readonly Envir
     // One after another: the first applies the configuration, the others find it unchanged.
     for (const [index, role] of roles.entries()) {
       const port = role === 'worker' ? undefined : await freePort();
-      const base = system === 'flagstream' ? [process.execPath, flagstreamBin, 'serve'] : [process.execPath, '--import', 'tsx', join(repoRoot, 'bench', 'naive.ts')];
+      // BENCH_NODE_ARGS: extra node options for the flagstream processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+      const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+      const base = system === 'flagstream' ? [process.execPath, ...nodeArgs, flagstreamBin, 'serve'] : [process.execPath, '--import', 'tsx', join(repoRoot, 'bench', 'naive.ts')];
       const command = [...base, '--role', role, '--config', file, ...(port === undefined ? [] : ['--port', String(port)])];
       const readyLine = role === 'api' ? undefined : system === 'flagstream' ? (role === 'worker' ? 'flagstream worker started' : undefined) : 'naive worker started';
       const processName = `${system}-${role}${roles.filter((r) => r === role).length > 1 ? `-${index}` : ''}`;
