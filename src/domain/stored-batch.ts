@@ -44,7 +44,20 @@ export function encodeStoredBatch(impressions: readonly Impression[]): Buffer {
   }
   const unshared = contextFields.filter((field) => !shared.includes(field));
   const rows = impressions.map((impression) => {
-    const row: unknown[] = rowFields.map((field) => impression[field] ?? null);
+    // In rowFields' order, written out: this runs for every impression accepted.
+    const row: unknown[] = [
+      impression.id,
+      impression.key,
+      impression.split,
+      impression.treatment,
+      impression.time,
+      impression.splitVersionNumber ?? null,
+      impression.label ?? null,
+      impression.bucketingKey ?? null,
+      impression.properties ?? null,
+      impression.trafficTypeName ?? null,
+      impression.trafficTypeId ?? null,
+    ];
     if (unshared.length > 0) {
       const own: Record<string, unknown> = {};
       for (const field of unshared) if (impression[field] !== undefined) own[field] = impression[field];
