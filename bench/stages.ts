@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 // `npm run bench:stages`: each worker stage alone, on jobs prefilled in Redis, printed, never
 // asserted. Routing: ingest jobs → routed (0 or 1 destination: the cost of fan-out shows).
 // Delivery: delivery jobs → signed webhook to a receiver in another process.
@@ -8,6 +9,7 @@ import { createConfigService } from '../src/admin/config-service.js';
 import { createDestinationGuard } from '../src/delivery/destination-guard.js';
 import { readEnv } from '../src/app-config.js';
 import { type Impression, impressionId } from '../src/domain/impression.js';
+import { encodeStoredBatch } from '../src/domain/stored-batch.js';
 import { createMetrics } from '../src/observability/metrics.js';
 import { type AppContext, createAppContext } from '../src/runtime/app-context.js';
 import { startWorkers } from '../src/worker/start-workers.js';
@@ -49,7 +51,15 @@ async function routing(destinations: number): Promise<void> {
   const jobs = 200;
   const batch = impressions(2000);
   await withContext(Array.from({ length: destinations }, (_, i) => ({ id: `hook-${i}`, url: 'http://127.0.0.1:9/unused' })), async (ctx) => {
-    for (let i = 0; i < jobs; i += 20) await ctx.queues.ingest.addBulk(Array.from({ length: 20 }, () => ({ name: 'impressions', data: { environmentId: 'env-bench', impressions: batch } })));
+    // As ingest leaves them: a stored batch per request, the job naming it.
+    const stored = encodeStoredBatch(batch);
+    for (let i = 0; i < jobs; i += 20) {
+      const ids = Array.from({ length: 20 }, () => randomUUID());
+      const multi = ctx.redis.multi();
+      for (const id of ids) ctx.batches.writeIn(multi, id, stored);
+      await multi.exec();
+      await ctx.queues.ingest.addBulk(ids.map((batchId) => ({ name: 'impressions', data: { environmentId: 'env-bench', batchId, count: batch.length } })));
+    }
     const workers = startWorkers(ctx);
     await workers.delivery.pause();
     const started = performance.now();
@@ -60,6 +70,7 @@ async function routing(destinations: number): Promise<void> {
   });
 }
 
+/** Delivery of inline impressions (the path of replays and backfills; routed work carries references). */
 async function delivery(): Promise<void> {
   const sink = fork(fileURLToPath(new URL('./sink.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
   const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
@@ -73,7 +84,7 @@ async function delivery(): Promise<void> {
     const workers = startWorkers(ctx);
     let done = 0;
     await new Promise<void>((resolve) => workers.delivery.on('completed', () => ++done === jobs && resolve()));
-    console.log(`  delivery to a signed webhook (batches of 5 000): ${rate(jobs * items.length, performance.now() - started)} impressions/s`);
+    console.log(`  delivery to a signed webhook (batches of 5 000, inline impressions): ${rate(jobs * items.length, performance.now() - started)} impressions/s`);
     await workers.close();
   });
   sink.kill();
