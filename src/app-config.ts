@@ -30,6 +30,7 @@ export const EnvSchema = z.object({
   FLAGSTREAM_INGEST_BACKLOG_LIMIT: z.coerce.number().int().min(1).default(20_000).describe('Waiting ingest jobs above which ingest answers 503'),
   FLAGSTREAM_ROUTING_CONCURRENCY: z.coerce.number().int().min(1).default(64),
   FLAGSTREAM_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).default(128),
+  FLAGSTREAM_HEALTH_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1_000).describe('How long a process trusts the destination health it read'),
   FLAGSTREAM_DELIVERY_MEMORY_BYTES: z.coerce.number().int().min(1_000_000).default(32 * 1024 * 1024).describe('Bytes of impressions (as JSON) one worker process delivers at once'),
   FLAGSTREAM_MAX_JOB_CRASHES: z.coerce.number().int().min(0).default(5).describe('Worker crashes a job may cause (beyond its failed attempts) before it is dead-lettered as worker_crashed'),
   FLAGSTREAM_JOB_LOCK_MS: z.coerce.number().int().min(500).default(30_000).describe('How long a crashed worker holds a job before another takes it over'),

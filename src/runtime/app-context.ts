@@ -95,7 +95,7 @@ export async function createAppContext(deps: {
       deadLetters: createDeadLetterStore({ redis: connection, keys, retentionMs, clock }),
       // Markers must outlive every retry of their job, which the delivery age bounds.
       ledger: createLedgerStore({ redis: connection, keys, markerTtlMs: retainMs }),
-      health: createHealthStore({ redis: connection, keys }),
+      health: createHealthStore({ redis: connection, keys, cacheMs: env.FLAGSTREAM_HEALTH_CACHE_MS, clock }),
       batches: createStoredBatchStore({ redis: connection, keys, retentionMs: retainMs }),
       queues,
     };
