@@ -8,7 +8,7 @@ import { HttpReceiver } from '../helpers/http-receiver.js';
 import { ImpressionLoad } from '../helpers/impression-load.js';
 import { describeLedger, fetchLedger } from '../helpers/ledger.js';
 import { clusterUnsupported, LocalRedisCluster } from '../helpers/redis-cluster.js';
-import { createTestRedis, deleteKeys, uniquePrefix } from '../helpers/redis.js';
+import { createTestRedis, deleteKeys, scanKeys, uniquePrefix } from '../helpers/redis.js';
 import { ServeProcess } from '../helpers/serve-process.js';
 
 const unsupported = clusterUnsupported();
@@ -17,20 +17,11 @@ const requests = 20;
 const trackedPerRequest = 25;
 const droppedPerRequest = 5;
 
-/** Keys of the deployment on each master (SCAN per node). */
+/** Keys of the deployment on each master. */
 async function keysPerNode(redis: Redis, prefix: string): Promise<number[]> {
-  return Promise.all(
-    masterNodes(redis).map(async (node) => {
-      let cursor = '0';
-      let count = 0;
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', `${deploymentPrefix(prefix, true)}:*`, 'COUNT', 1000);
-        cursor = next;
-        count += keys.length;
-      } while (cursor !== '0');
-      return count;
-    }),
-  );
+  const counts = new Map(masterNodes(redis).map((node) => [node, 0]));
+  await scanKeys(redis, `${deploymentPrefix(prefix, true)}:*`, async (node, keys) => counts.set(node, (counts.get(node) ?? 0) + keys.length));
+  return [...counts.values()];
 }
 
 describe('flagstream serve on a three-node Redis Cluster (REDIS_URL=redis+cluster://…)', { skip: unsupported === undefined ? false : `no local Redis Cluster: ${unsupported}` }, () => {

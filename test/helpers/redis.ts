@@ -18,16 +18,20 @@ export function createTestRedis(url = testRedisUrl): Redis {
   return redis;
 }
 
-/** Deletes the keys of the deployment `prefix` (hash-tagged on a Cluster, where each master is scanned). */
-export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  const pattern = `${deploymentPrefix(prefix, redis.isCluster)}:*`;
+/** Calls `onPage` with the keys matching `pattern`, page by page, on each master of a Cluster (SCAN reads one node). */
+export async function scanKeys(redis: Redis, pattern: string, onPage: (node: Redis, keys: string[]) => Promise<unknown>): Promise<void> {
   for (const node of masterNodes(redis)) {
     let cursor = '0';
     do {
       const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
       cursor = next;
-      // On a Cluster one DEL per key: a multi-key DEL must stay within one slot.
-      if (keys.length > 0) await (redis.isCluster ? Promise.all(keys.map((key) => node.del(key))) : node.del(...keys));
+      if (keys.length > 0) await onPage(node, keys);
     } while (cursor !== '0');
   }
+}
+
+/** Deletes the keys of the deployment `prefix` (hash-tagged on a Cluster). */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  // On a Cluster one DEL per key: a multi-key DEL must stay within one slot.
+  await scanKeys(redis, `${deploymentPrefix(prefix, redis.isCluster)}:*`, (node, keys) => (redis.isCluster ? Promise.all(keys.map((key) => node.del(key))) : node.del(...keys)));
 }
