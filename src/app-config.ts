@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError, problemsFromZod } from './domain/errors.js';
+import { isClusterUrl, parseClusterUrl } from './runtime/redis-client.js';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
@@ -10,12 +11,25 @@ export function normalizeRedisUrl(value: unknown): unknown {
   return /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d+)?$/.test(value) ? `redis://${value}` : value;
 }
 
+function parsesAsCluster(url: string): boolean {
+  try {
+    parseClusterUrl(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Every setting read from the environment, in one schema, read once at start. */
 export const EnvSchema = z.object({
   REDIS_URL: z
     .preprocess(
       normalizeRedisUrl,
-      z.url({ protocol: /^rediss?$/, error: 'expected redis://[user:password@]host:port[/db], rediss://… or host:port' }).optional(),
+      z
+        .union([z.url({ protocol: /^rediss?$/ }), z.string().refine((value) => isClusterUrl(value) && parsesAsCluster(value))], {
+          error: 'expected redis://[user:password@]host:port[/db], rediss://…, host:port, or for a Redis Cluster redis+cluster://[user:password@]host:port,host:port,… (rediss+cluster:// for TLS)',
+        })
+        .optional(),
     )
     .describe('Redis to use; unset: 127.0.0.1:6379, else a private redis-server child'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type AppEnv, readEnv } from '../app-config.js';
 import { loadPlugins } from '../connectors/load-plugins.js';
@@ -8,9 +8,10 @@ import { ConnectorRegistry } from '../connectors/registry.js';
 import { createLogger } from '../observability/logger.js';
 import { createQueues, type Queues } from '../queues/queues.js';
 import { buildConfigSnapshot, type ConfigSnapshot } from '../runtime/config-snapshot.js';
+import { createRedisClient } from '../runtime/redis-client.js';
 import { connectRedis, type RedisConnection } from '../runtime/redis-connection.js';
 import { type ConfigStore, createConfigStore, readPlugins } from '../stores/config-store.js';
-import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
+import { deploymentKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox, sealedSecrets } from '../stores/secret-box.js';
 
 /** What a command opens: only what it needs, and all of it closed by `close()`, whatever happens. */
@@ -78,7 +79,7 @@ export async function openSession(needs: SessionNeeds): Promise<CliSession> {
   const connection = await connect(env, logger, false);
   let queues: Queues | undefined;
   try {
-    const keys = redisKeys(env.FLAGSTREAM_REDIS_PREFIX);
+    const keys = deploymentKeys(env.FLAGSTREAM_REDIS_PREFIX, connection.redis);
     const registry = new ConnectorRegistry();
     if (needs.plugins !== false) {
       // Plugins stored by an earlier apply, plus those of the file being applied now.
@@ -118,11 +119,11 @@ export async function openSession(needs: SessionNeeds): Promise<CliSession> {
  * `connectors`, which needs no Redis: it lists the built-in connectors without one.
  */
 export async function storedPluginsIfReachable(env: AppEnv): Promise<string[] | undefined> {
-  const client = new Redis(cliRedisUrl(env) ?? 'redis://127.0.0.1:6379', { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const client = createRedisClient(cliRedisUrl(env) ?? 'redis://127.0.0.1:6379', { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    return await readPlugins(client, redisKeys(env.FLAGSTREAM_REDIS_PREFIX));
+    return await readPlugins(client, deploymentKeys(env.FLAGSTREAM_REDIS_PREFIX, client));
   } catch {
     return undefined;
   } finally {

@@ -11,12 +11,13 @@ import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-lett
 import { createHealthStore, type HealthStore, healthNoticePrefix } from '../stores/health-store.js';
 import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
 import { createMonitoringStore, type MonitoringStore } from '../stores/monitoring-store.js';
-import { redisKeys, type RedisKeys } from '../stores/redis-keys.js';
+import { deploymentKeys, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
 import { createStoredBatchStore, type StoredBatchStore } from '../stores/stored-batch-store.js';
 import { type ConfigWatcher, startConfigWatcher } from './config-watcher.js';
 import { closeConnection, requestConnectionOptions } from './redis-connection.js';
+import { duplicateConnection } from './redis-client.js';
 import { createRedisOutageLog, type RedisOutageLog } from './redis-outage-log.js';
 
 /** The stores and queues over one Redis connection. */
@@ -66,7 +67,7 @@ export async function createAppContext(deps: {
   configPollIntervalMs?: number;
 }): Promise<AppContext> {
   const { env, logger, redis } = deps;
-  const keys = redisKeys(env.FLAGSTREAM_REDIS_PREFIX);
+  const keys = deploymentKeys(env.FLAGSTREAM_REDIS_PREFIX, redis);
   const registry = deps.registry ?? new ConnectorRegistry();
   const clock = deps.clock ?? Date.now;
   const secrets = createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY);
@@ -101,7 +102,7 @@ export async function createAppContext(deps: {
     };
   };
   const patient = storesOver(redis);
-  const requestRedis = redis.duplicate(requestConnectionOptions);
+  const requestRedis = duplicateConnection(redis, requestConnectionOptions);
   outages.watch(requestRedis, 'requests');
   await requestRedis.connect();
   const serving = storesOver(requestRedis);

@@ -4,6 +4,7 @@ import type { ConnectorRegistry } from '../connectors/registry.js';
 import type { ConfigStore } from '../stores/config-store.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
 import { buildConfigSnapshot, type ConfigSnapshot } from './config-snapshot.js';
+import { duplicateConnection } from './redis-client.js';
 import type { RedisOutageLog } from './redis-outage-log.js';
 
 export interface ConfigWatcher {
@@ -65,7 +66,7 @@ export async function startConfigWatcher(deps: {
     });
   };
 
-  const subscriber = redis.duplicate();
+  const subscriber = duplicateConnection(redis);
   deps.outages.watch(subscriber, 'config subscriber');
   await subscriber.subscribe(keys.configChannel);
   const noticeListeners: ((notice: string) => void)[] = [];

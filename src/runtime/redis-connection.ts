@@ -3,12 +3,14 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AppError } from '../domain/errors.js';
+import { createRedisClient, isClusterUrl, masterNodes, redactRedisUrl } from './redis-client.js';
 import { settlesWithin } from './settles-within.js';
 
 export interface RedisConnection {
+  /** A `Cluster` (typed as `Redis`, see redis-client.ts) when `url` is a `redis+cluster://` one. */
   readonly redis: Redis;
   readonly url: string;
   /** Set when flagstream started its own redis-server. */
@@ -41,7 +43,7 @@ export async function closeConnection(redis: Redis): Promise<void> {
 }
 
 function client(url: string, probing: boolean): Redis {
-  return new Redis(url, {
+  return createRedisClient(url, {
     // BullMQ needs commands to wait for a reconnect instead of failing.
     maxRetriesPerRequest: probing ? 1 : null,
     connectTimeout: probing ? 1000 : 10_000,
@@ -75,11 +77,11 @@ function freePort(): Promise<number> {
   });
 }
 
-/** BullMQ loses jobs when Redis evicts keys: refuse anything but `noeviction`. */
+/** BullMQ loses jobs when Redis evicts keys: refuse anything but `noeviction` (on every master of a Cluster). */
 export async function assertNoEviction(redis: Redis, url: string): Promise<void> {
-  const info = await redis.info('memory');
-  const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1];
-  if (policy !== undefined && policy !== 'noeviction') {
+  const infos = await Promise.all(masterNodes(redis).map((node) => node.info('memory')));
+  const policy = infos.map((info) => /maxmemory_policy:(\S+)/.exec(info)?.[1]).find((found) => found !== undefined && found !== 'noeviction');
+  if (policy !== undefined) {
     throw new AppError(
       'FLAGSTREAM_ERR_CONFIG',
       `Redis at ${redactUrl(url)} has maxmemory-policy "${policy}"; flagstream (BullMQ) needs "noeviction" so queued impressions are never evicted. ` +
@@ -89,6 +91,7 @@ export async function assertNoEviction(redis: Redis, url: string): Promise<void>
 }
 
 export function redactUrl(url: string): string {
+  if (isClusterUrl(url)) return redactRedisUrl(url);
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';

@@ -3,6 +3,7 @@ import type { ConnectorRegistry } from '../connectors/registry.js';
 import { type Destination, type Environment, EnvironmentSchema } from '../domain/configuration.js';
 import { AppError } from '../domain/errors.js';
 import { redactValue } from '../observability/redact.js';
+import { duplicateConnection } from '../runtime/redis-client.js';
 import type { RedisKeys } from './redis-keys.js';
 import type { SecretBox } from './secret-box.js';
 
@@ -100,7 +101,7 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
     async transact(change) {
       for (let attempt = 0; attempt < 20; attempt += 1) {
         // WATCH needs a connection of its own; it may be used before it has connected.
-        const connection = redis.duplicate({ enableOfflineQueue: true });
+        const connection = duplicateConnection(redis, { enableOfflineQueue: true });
         connection.on('error', () => undefined);
         try {
           await connection.watch(keys.configEnvironments, keys.configPlugins);
@@ -132,7 +133,7 @@ export function createConfigStore(deps: { redis: Redis; keys: RedisKeys; registr
         // WATCH needs a connection of its own: a shared one would watch for other callers too.
         // It queues commands until it is connected (a request connection refuses them offline);
         // its errors reach the caller as the commands' rejections, hence the quiet listener.
-        const connection = redis.duplicate({ enableOfflineQueue: true });
+        const connection = duplicateConnection(redis, { enableOfflineQueue: true });
         connection.on('error', () => undefined);
         try {
           await connection.watch(keys.configEnvironments);

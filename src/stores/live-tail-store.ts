@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { TailFilter, TailMessage } from '../routing/live-tail.js';
+import { duplicateConnection } from '../runtime/redis-client.js';
 import type { RedisKeys } from './redis-keys.js';
 
 /**
@@ -103,7 +104,7 @@ export function createTailSubscriptions(deps: { redis: Redis; keys: RedisKeys; c
 
   const connection = (): Redis => {
     if (subscriber !== undefined) return subscriber;
-    const created = redis.duplicate();
+    const created = duplicateConnection(redis);
     // ioredis reconnects and re-subscribes by itself; errors meanwhile are not the caller's to handle.
     created.on('error', () => undefined);
     created.on('message', (channel: string, text: string) => {

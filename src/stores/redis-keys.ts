@@ -1,3 +1,19 @@
+/**
+ * The prefix of every key of the deployment named `prefix` (FLAGSTREAM_REDIS_PREFIX). On a Redis
+ * Cluster it is a hash tag, `{flagstream}`: flagstream writes BullMQ's keys and its own in one
+ * MULTI or Lua script, which a cluster accepts only when all their keys hash to one slot, and a
+ * tag makes every key hash as the tag does. A single Redis keeps the plain prefix (the key names
+ * of existing deployments do not change).
+ */
+export function deploymentPrefix(prefix: string, cluster: boolean): string {
+  return cluster ? `{${prefix}}` : prefix;
+}
+
+/** The keys of the deployment `prefix` on `redis` (a Cluster's are hash-tagged, see `deploymentPrefix`). */
+export function deploymentKeys(prefix: string, redis: { readonly isCluster: boolean }) {
+  return redisKeys(deploymentPrefix(prefix, redis.isCluster));
+}
+
 /** Every Redis key flagstream writes, in one place. `prefix` isolates deployments (and tests). */
 export function redisKeys(prefix: string) {
   return {

@@ -5,7 +5,7 @@ import { buildServer } from '../../src/api/build-server.js';
 import type { ConfigurationInput } from '../../src/domain/configuration.js';
 import type { TailEvent } from '../../src/routing/live-tail.js';
 import { createTailPublisher, createTailSubscriptions } from '../../src/stores/live-tail-store.js';
-import { redisKeys } from '../../src/stores/redis-keys.js';
+import { deploymentKeys } from '../../src/stores/redis-keys.js';
 import { HttpReceiver } from '../helpers/http-receiver.js';
 import { createTestRedis, deleteKeys, uniquePrefix } from '../helpers/redis.js';
 import { SseClient } from '../helpers/sse-client.js';
@@ -111,13 +111,12 @@ describe('live tail: impressions as they are routed, over server-sent events', (
   });
 
   test('nobody watching: routing publishes nothing', async () => {
-    const prefix = app.ctx.env.FLAGSTREAM_REDIS_PREFIX;
-    await app.waitForState(async () => (await app.ctx.redis.zcard(`${prefix}:tail:viewers`)) === 0, 5_000, 'earlier viewers to leave');
+        await app.waitForState(async () => (await app.ctx.redis.zcard(app.ctx.keys.liveTailViewers)) === 0, 5_000, 'earlier viewers to leave');
     // A pattern subscription sees every publish without counting as a viewer.
     const spy = createTestRedis();
     const messages: string[] = [];
     spy.on('pmessage', (_pattern: string, _channel: string, message: string) => messages.push(message));
-    await spy.psubscribe(`${prefix}:tail:*`);
+    await spy.psubscribe(app.ctx.keys.liveTailChannel('*'));
     try {
       await send([{ key: 'unwatched', split: 'new_checkout', treatment: 'on', time: Date.now() }]);
       await app.waitForRoutings(routings);
@@ -140,8 +139,7 @@ describe('live tail: impressions as they are routed, over server-sent events', (
     const server = buildServer(app.ctx, { logger: false, liveTail: { maxBufferedBytes: 64 * 1024, closeGraceMs: 60_000 } });
     servers.push(server);
     const base = await server.listen({ port: 0, host: '127.0.0.1' });
-    const prefix = app.ctx.env.FLAGSTREAM_REDIS_PREFIX;
-    const slow = tail('', base);
+        const slow = tail('', base);
     const watcher = tail('?key=last-one', base);
     await Promise.all([slow.ready(), watcher.ready()]);
     slow.pause();
@@ -156,7 +154,7 @@ describe('live tail: impressions as they are routed, over server-sent events', (
     await receiver.waitFor(() => receiver.impressions().length >= requests * 100, 60_000, 'every impression delivered');
     await watcher.waitFor(() => impressionsOf(watcher).some((e) => e.impression.key === 'last-one'), 'the last impression');
     // The slow viewer's registration is gone once it has been cut off.
-    await app.waitForState(async () => (await app.ctx.redis.zcard(`${prefix}:tail:viewers`)) === 1, 20_000, 'the slow viewer to be cut off');
+    await app.waitForState(async () => (await app.ctx.redis.zcard(app.ctx.keys.liveTailViewers)) === 1, 20_000, 'the slow viewer to be cut off');
     slow.resume();
     await slow.waitFor(() => slow.ended, 'the slow stream to end');
     const last = slow.events.at(-1);
@@ -200,7 +198,7 @@ describe('live tail: whether anyone watches is asked at most once per interval',
   test('a viewer who arrives is seen once the cached answer is older than the interval, and its filter with it', async () => {
     let now = Date.now();
     const clock = () => now;
-    const keys = redisKeys(prefix);
+    const keys = deploymentKeys(prefix, redis);
     const publisher = createTailPublisher({ redis, keys, clock, checkIntervalMs: 1000 });
     const subscriptions = createTailSubscriptions({ redis, keys, clock });
     try {

@@ -5,7 +5,7 @@ import type { MonitoringReport } from '../../src/admin/monitoring-service.js';
 import type { ConfigurationInput } from '../../src/domain/configuration.js';
 import { TrafficSeriesBuilder } from '../../src/routing/traffic-series.js';
 import { createMonitoringStore, monthOf } from '../../src/stores/monitoring-store.js';
-import { redisKeys } from '../../src/stores/redis-keys.js';
+import { deploymentKeys } from '../../src/stores/redis-keys.js';
 import { createStatsStore, emptyFlagTraffic, type FlagTraffic } from '../../src/stores/stats-store.js';
 import { makeImpression } from '../helpers/impressions.js';
 import { createTestRedis, deleteKeys, uniquePrefix } from '../helpers/redis.js';
@@ -202,7 +202,7 @@ describe('monitoring writes: one pipeline per batch, never a command per impress
   const start = Math.floor(Date.now() / minute) * minute - 3 * minute;
   const record = async (count: number) => {
     const spy = recording(redis);
-    const keys = redisKeys(prefix);
+    const keys = deploymentKeys(prefix, redis);
     const monitoring = createMonitoringStore({ redis: spy.redis, keys, clock: Date.now, retention: { minutesMs: 7 * day, hoursMs: 90 * day } });
     const stats = createStatsStore({ redis: spy.redis, keys, monitoring });
     const traffic = new Map<string, FlagTraffic>([['new_checkout', emptyFlagTraffic()]]);

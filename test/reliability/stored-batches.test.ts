@@ -6,17 +6,13 @@ import { countRows, decodeRows, decodeStoredBatch, encodeRows, encodeStoredBatch
 import type { DeliveryJobData } from '../../src/queues/queues.js';
 import { HttpReceiver } from '../helpers/http-receiver.js';
 import { waitForQuietLedger } from '../helpers/ledger.js';
+import { scanKeys } from '../helpers/redis.js';
 import { postJson, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /** The stored batches under the app's prefix (not their reference counts or once markers). */
 async function storedBatchKeys(app: TestApp): Promise<string[]> {
   const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, page] = await app.ctx.redis.scan(cursor, 'MATCH', `${app.ctx.env.FLAGSTREAM_REDIS_PREFIX}:batch:*`, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...page.filter((key) => !key.endsWith(':refs') && !key.includes(':batch:once:')));
-  } while (cursor !== '0');
+  await scanKeys(app.ctx.redis, `${app.ctx.keys.storedBatch('')}*`, async (_node, page) => keys.push(...page.filter((key) => !key.endsWith(':refs') && !key.includes(':batch:once:'))));
   return keys;
 }
 

@@ -11,7 +11,7 @@ import { createLogger } from '../../observability/logger.js';
 import { type AppContext, createAppContext, durationMs } from '../../runtime/app-context.js';
 import { settlesWithin } from '../../runtime/settles-within.js';
 import { readPlugins } from '../../stores/config-store.js';
-import { redisKeys } from '../../stores/redis-keys.js';
+import { deploymentKeys } from '../../stores/redis-keys.js';
 import { createSecretBox } from '../../stores/secret-box.js';
 import { type RunningWorkers, startWorkers } from '../../worker/start-workers.js';
 import { connect } from '../connect.js';
@@ -58,7 +58,7 @@ export async function serve(options: { role: Role; config?: string; port?: numbe
   let workersState: (() => 'ok' | 'starting' | 'stopped') | undefined;
   try {
     const registry = new ConnectorRegistry();
-    const plugins = [...new Set([...(await readPlugins(connection.redis, redisKeys(env.FLAGSTREAM_REDIS_PREFIX))), ...pluginsOf(file?.data)])];
+    const plugins = [...new Set([...(await readPlugins(connection.redis, deploymentKeys(env.FLAGSTREAM_REDIS_PREFIX, connection.redis))), ...pluginsOf(file?.data)])];
     for (const connector of await loadPlugins(plugins)) registry.register(connector);
     if (plugins.length > 0) logger.info({ plugins }, `loaded ${plugins.length} connector plugin(s)`);
     ctx = await createAppContext({ env, logger, redis: connection.redis, registry });

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { masterNodes } from '../../src/runtime/redis-client.js';
+import { deploymentPrefix } from '../../src/stores/redis-keys.js';
+import { runFlagstream } from '../helpers/cli.js';
+import { HttpReceiver } from '../helpers/http-receiver.js';
+import { ImpressionLoad } from '../helpers/impression-load.js';
+import { describeLedger, fetchLedger } from '../helpers/ledger.js';
+import { clusterUnsupported, LocalRedisCluster } from '../helpers/redis-cluster.js';
+import { createTestRedis, deleteKeys, scanKeys, uniquePrefix } from '../helpers/redis.js';
+import { ServeProcess } from '../helpers/serve-process.js';
+
+const unsupported = clusterUnsupported();
+const token = 'cluster-admin';
+const requests = 20;
+const trackedPerRequest = 25;
+const droppedPerRequest = 5;
+
+/** Keys of the deployment on each master. */
+async function keysPerNode(redis: Redis, prefix: string): Promise<number[]> {
+  const counts = new Map(masterNodes(redis).map((node) => [node, 0]));
+  await scanKeys(redis, `${deploymentPrefix(prefix, true)}:*`, async (node, keys) => counts.set(node, (counts.get(node) ?? 0) + keys.length));
+  return [...counts.values()];
+}
+
+describe('flagstream serve on a three-node Redis Cluster (REDIS_URL=redis+cluster://…)', { skip: unsupported === undefined ? false : `no local Redis Cluster: ${unsupported}` }, () => {
+  const prefix = uniquePrefix('cluster');
+  let cluster: LocalRedisCluster;
+  let receiver: HttpReceiver;
+  let serve: ServeProcess | undefined;
+  let redis: Redis | undefined;
+  let env: Record<string, string>;
+  /** When the failing destination started accepting (for the replay), else undefined. */
+  let badAcceptsSince: number | undefined;
+
+  before(async () => {
+    cluster = await LocalRedisCluster.start();
+    receiver = await HttpReceiver.start();
+    // The failing destination refuses for good (a 400 is not retried): its impressions are dead-lettered at once.
+    receiver.respond = (request) => (request.url === '/bad' && badAcceptsSince === undefined ? { status: 400, body: 'refused' } : { status: 200, body: 'ok' });
+    env = {
+      REDIS_URL: cluster.url,
+      FLAGSTREAM_REDIS_PREFIX: prefix,
+      ADMIN_TOKEN: token,
+      FLAGSTREAM_DESTINATION_ALLOWLIST: '127.0.0.1',
+      FLAGSTREAM_BATCH_WAIT_CAP_MS: '50',
+      FLAGSTREAM_AUTH_FAILURE_LIMIT: '0',
+    };
+    serve = await ServeProcess.start(env);
+    redis = createTestRedis(cluster.url);
+  });
+  after(async () => {
+    await serve?.kill();
+    if (redis !== undefined) {
+      await deleteKeys(redis, prefix);
+      redis.disconnect();
+    }
+    await receiver?.close();
+    await cluster?.stop();
+  });
+
+  test('every impression arrives once, the failing destination dead-letters, a replay delivers, the ledger balances; all keys on one node', async () => {
+    assert.ok(serve !== undefined && redis !== undefined);
+    await serve.waitUntilReady(30_000);
+    const reloads = () => serve?.lines.filter((line) => line.msg === 'configuration reloaded').length ?? 0;
+    const reloadsBefore = reloads();
+    const applied = await fetch(`${serve.url}/admin/v1/config/apply`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        environments: [
+          {
+            id: 'env-cluster',
+            sdkKeys: ['sdk-cluster'],
+            flags: [
+              { name: 'flag_tracked', trafficType: 'user', trackImpressions: true },
+              { name: 'flag_quiet', trafficType: 'user', trackImpressions: false },
+            ],
+            destinations: [
+              { id: 'hook-ok', type: 'webhook', settings: { url: `${receiver.url}/ok`, batchSize: 100 } },
+              { id: 'hook-bad', type: 'webhook', settings: { url: `${receiver.url}/bad`, batchSize: 100 } },
+            ],
+          },
+        ],
+      }),
+    });
+    assert.equal(applied.status, 200, await applied.text());
+    // The API answers from its cached configuration: wait until it has the new one.
+    await serve.waitFor(() => reloads() > reloadsBefore, 15_000, 'the configuration to be reloaded');
+
+    const load = new ImpressionLoad({ targets: () => [serve?.url ?? ''], sdkKey: 'sdk-cluster', tag: 'cl', trackedFlag: 'flag_tracked', droppedFlag: 'flag_quiet', tracked: trackedPerRequest, dropped: droppedPerRequest });
+    load.start({ accepted: requests, concurrency: 4, pauseMs: 0 });
+    await load.finished(60_000);
+    // Concurrent senders may send a few more than asked: all of them must be accepted.
+    assert.equal(load.accepted.length, load.sent.length, `statuses: ${load.statusSummary()}`);
+    const expected = new Set(load.accepted.flatMap((r) => r.trackedKeys));
+    assert.equal(expected.size, load.accepted.length * trackedPerRequest);
+
+    /** Impressions the receiver answered 2xx at `path`. */
+    const arrived = (path: string) =>
+      receiver.requests.filter((r) => r.url === path && (path !== '/bad' || (badAcceptsSince !== undefined && r.at >= badAcceptsSince))).flatMap((r) => JSON.parse(r.body) as { id: string; key: string }[]);
+    await receiver.waitFor(() => new Set(arrived('/ok').map((i) => i.key)).size >= expected.size, 60_000, 'every impression at hook-ok');
+    const ok = arrived('/ok');
+    assert.equal(new Set(ok.map((i) => i.id)).size, ok.length, 'no impression delivered twice');
+    assert.deepEqual(new Set(ok.map((i) => i.key)), expected);
+
+    const quiet = async (what: string, done: (ledger: Awaited<ReturnType<typeof fetchLedger>>) => boolean) => {
+      let last: Awaited<ReturnType<typeof fetchLedger>> | undefined;
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        last = await fetchLedger(serve?.url ?? '', token);
+        if (last.balanced && done(last)) return last;
+        if (Date.now() > deadline) throw new Error(`${what}: ${describeLedger(last, 'env-cluster')}`);
+        // Polling the ledger endpoint: nothing announces that the queues are drained.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const destination = (ledger: Awaited<ReturnType<typeof fetchLedger>>, id: string) => ledger.environments.find((e) => e.environmentId === 'env-cluster')?.destinations.find((d) => d.destinationId === id);
+    const settled = await quiet('hook-bad dead-lettered, ledger balanced', (ledger) => destination(ledger, 'hook-bad')?.deadLettered === expected.size && destination(ledger, 'hook-ok')?.delivered === expected.size);
+    const environment = settled.environments.find((e) => e.environmentId === 'env-cluster');
+    assert.equal(environment?.received, load.accepted.length * (trackedPerRequest + droppedPerRequest), describeLedger(settled, 'env-cluster'));
+    assert.equal(environment?.pending, 0);
+
+    // Replay with the CLI, connected to the cluster as a user would (REDIS_URL=redis+cluster://…).
+    badAcceptsSince = Date.now();
+    const replay = await runFlagstream(['dlq', 'replay', '--destination', 'hook-bad', '--json'], env);
+    assert.equal(replay.code, 0, replay.stderr);
+    assert.equal((JSON.parse(replay.stdout) as { impressions: number }).impressions, expected.size);
+    await receiver.waitFor(() => new Set(arrived('/bad').map((i) => i.key)).size >= expected.size, 60_000, 'every replayed impression at hook-bad');
+    const replayed = arrived('/bad');
+    assert.equal(new Set(replayed.map((i) => i.id)).size, replayed.length, 'no replayed impression delivered twice');
+    assert.deepEqual(new Set(replayed.map((i) => i.key)), expected);
+    assert.deepEqual(new Set(replayed.map((i) => i.id)), new Set(ok.map((i) => i.id)), 'a replay keeps the impression ids');
+    const final = await quiet('replay settled, ledger balanced', (ledger) => destination(ledger, 'hook-bad')?.delivered === expected.size);
+    assert.equal(destination(final, 'hook-bad')?.replayed, expected.size, describeLedger(final, 'env-cluster'));
+
+    // One hash tag: every key of the deployment lives on one node of the three.
+    const perNode = await keysPerNode(redis, prefix);
+    assert.equal(perNode.filter((count) => count > 0).length, 1, `keys per node: ${perNode.join(', ')}`);
+
+    const errors = serve.lines.filter((line) => line.level >= 50);
+    assert.deepEqual(errors, [], 'nothing logged at error level');
+    const exit = serve.signal('SIGTERM');
+    assert.equal((await serve.exitWithin(20_000)).code, 0, `exit after SIGTERM at ${exit}: ${serve.stderr}`);
+  });
+});

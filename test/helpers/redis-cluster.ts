@@ -1,0 +1,100 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Why a local cluster cannot be started here (no redis-server, or one built without cluster support), or undefined. */
+export function clusterUnsupported(): string | undefined {
+  const server = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  if (server.error !== undefined || server.status !== 0) return 'redis-server is not installed';
+  const cli = spawnSync('redis-cli', ['--version'], { encoding: 'utf8' });
+  if (cli.error !== undefined || cli.status !== 0) return 'redis-cli is not installed';
+  const major = Number(/v=(\d+)/.exec(server.stdout)?.[1] ?? '0');
+  if (major < 5) return `redis-server ${server.stdout.trim()} is older than 5 (no \`redis-cli --cluster create\`)`;
+  return undefined;
+}
+
+/**
+ * A local Redis Cluster of three masters (no replicas): three `redis-server --cluster-enabled yes`
+ * children on free ports, joined by `redis-cli --cluster create`, their files in a temporary
+ * folder removed by `stop()`.
+ */
+export class LocalRedisCluster {
+  private constructor(
+    readonly ports: readonly number[],
+    private readonly children: readonly ChildProcess[],
+    private readonly dir: string,
+  ) {}
+
+  /** `redis+cluster://127.0.0.1:A,127.0.0.1:B,127.0.0.1:C`, as REDIS_URL takes it. */
+  get url(): string {
+    return `redis+cluster://${this.ports.map((port) => `127.0.0.1:${port}`).join(',')}`;
+  }
+
+  static async start(timeoutMs = 20_000): Promise<LocalRedisCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'flagstream-cluster-'));
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const children = ports.map((port) =>
+      spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      ),
+    );
+    const cluster = new LocalRedisCluster(ports, children, dir);
+    try {
+      const deadline = Date.now() + timeoutMs;
+      await Promise.all(ports.map((port) => cluster.poll(port, deadline, async (node) => (await node.ping()) === 'PONG', 'PONG')));
+      const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: timeoutMs });
+      if (created.status !== 0) throw new Error(`redis-cli --cluster create failed (${created.status}): ${created.stdout}${created.stderr}`);
+      // Every node must agree that all slots are served before clients may use it.
+      await Promise.all(ports.map((port) => cluster.poll(port, deadline, async (node) => /cluster_state:ok/.test(await node.cluster('INFO')), 'cluster_state:ok')));
+      return cluster;
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
+
+  /** Polls node `port` until `ready` holds (a node coming up, a cluster converging: no event tells). */
+  private async poll(port: number, deadline: number, ready: (node: Redis) => Promise<boolean>, what: string): Promise<void> {
+    const node = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+    node.on('error', () => undefined);
+    try {
+      for (;;) {
+        if (node.status !== 'ready') await node.connect().catch(() => undefined);
+        if (node.status === 'ready' && (await ready(node).catch(() => false))) return;
+        if (Date.now() > deadline) throw new Error(`redis cluster node ${port}: no ${what} in time`);
+        await delay(50);
+      }
+    } finally {
+      node.disconnect();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }),
+    );
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
