@@ -8,7 +8,7 @@ import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createQueues, type Queues } from '../queues/queues.js';
 import { type ConfigStore, createConfigStore } from '../stores/config-store.js';
 import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-letter-store.js';
-import { createHealthStore, type HealthStore, healthNoticePrefix } from '../stores/health-store.js';
+import { createHealthStore, type HealthCache, type HealthStore, healthNoticePrefix } from '../stores/health-store.js';
 import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
 import { createMonitoringStore, type MonitoringStore } from '../stores/monitoring-store.js';
 import { deploymentKeys, type RedisKeys } from '../stores/redis-keys.js';
@@ -77,6 +77,7 @@ export async function createAppContext(deps: {
   if (hoursMs < minutesMs) throw new AppError('FLAGSTREAM_ERR_CONFIG', 'FLAGSTREAM_MONITOR_HOURS_RETENTION must be at least FLAGSTREAM_MONITOR_MINUTES_RETENTION', { field: 'FLAGSTREAM_MONITOR_HOURS_RETENTION' });
   // Markers and stored batches outlive any retry of the work they belong to (the delivery age bounds those).
   const retainMs = durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000;
+  const healthCache: HealthCache = new Map();
   const outages = createRedisOutageLog(logger);
   outages.watch(redis, 'main');
   const storesOver = (connection: Redis): Stores => {
@@ -96,7 +97,7 @@ export async function createAppContext(deps: {
       deadLetters: createDeadLetterStore({ redis: connection, keys, retentionMs, clock }),
       // Markers must outlive every retry of their job, which the delivery age bounds.
       ledger: createLedgerStore({ redis: connection, keys, markerTtlMs: retainMs }),
-      health: createHealthStore({ redis: connection, keys, cacheMs: env.FLAGSTREAM_HEALTH_CACHE_MS, clock }),
+      health: createHealthStore({ redis: connection, keys, cacheMs: env.FLAGSTREAM_HEALTH_CACHE_MS, clock, cache: healthCache }),
       batches: createStoredBatchStore({ redis: connection, keys, retentionMs: retainMs }),
       queues,
     };
@@ -118,8 +119,7 @@ export async function createAppContext(deps: {
   // A pause or resume in any process reaches every process's cached health at once.
   config.onNotice((notice) => {
     if (!notice.startsWith(healthNoticePrefix)) return;
-    patient.health.invalidate(notice.slice(healthNoticePrefix.length));
-    serving.health.invalidate(notice.slice(healthNoticePrefix.length));
+    healthCache.delete(notice.slice(healthNoticePrefix.length));
   });
   return {
     env,

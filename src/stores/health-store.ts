@@ -92,11 +92,16 @@ export const healthNoticePrefix = 'health:';
  * own writes and the notice of a pause or resume elsewhere invalidate it at once; a circuit
  * opened by another process is seen within `cacheMs` at the latest.
  */
-export function createHealthStore(deps: { redis: Redis; keys: RedisKeys; cacheMs?: number; clock?: () => number }): HealthStore {
+/** Health as a process last read it, by destination: one per process, shared by its health stores. */
+export type HealthCache = Map<string, { health: DestinationHealth; readAt: number }>;
+
+export function createHealthStore(deps: { redis: Redis; keys: RedisKeys; cacheMs?: number; clock?: () => number; cache?: HealthCache }): HealthStore {
   const { redis, keys } = deps;
   const cacheMs = deps.cacheMs ?? 1_000;
   const clock = deps.clock ?? Date.now;
-  const cache = new Map<string, { health: DestinationHealth; readAt: number }>();
+  // Shared with the process's other health store, so an operator's pause through the API's
+  // connection takes effect in this process's delivery at once, before any notice arrives.
+  const cache: HealthCache = deps.cache ?? new Map();
   redis.defineCommand('flagstreamRecordSuccess', { numberOfKeys: 1, lua: recordSuccessScript });
   redis.defineCommand('flagstreamRecordFailure', { numberOfKeys: 2, lua: recordFailureScript });
   const notify = (destinationId: string) => redis.publish(keys.configChannel, `${healthNoticePrefix}${destinationId}`);
