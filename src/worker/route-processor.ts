@@ -67,6 +67,12 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
 
   const deadLetter = async (job: Job<IngestJobData>, reason: 'worker_crashed' | 'internal_error', message: string): Promise<RouteSummary> => {
     const { environmentId } = job.data;
+    // Its outcome is recorded only once every share is durable: all that was left was to let go
+    // of the batch (a worker killed after that point). Nothing to dead-letter, nothing lost.
+    if (await deps.ledger.routingRecorded(job.id ?? '')) {
+      await releaseHold(job.id ?? '', job.data.batchId ?? `inline-${job.id ?? ''}`);
+      return { routed: 0, dropped: 0, destinations: 0 };
+    }
     const loaded = await load(job);
     const impressions = loaded?.impressions ?? [];
     const now = deps.clock();
