@@ -35,8 +35,6 @@ export interface HealthStore {
   /** One probe at a time per open destination, across processes. */
   acquireProbe(destinationId: string, ttlMs: number): Promise<boolean>;
   forget(destinationId: string): Promise<void>;
-  /** Drops the process's cached health of a destination (another process changed it). */
-  invalidate(destinationId: string): void;
 }
 
 const recordFailureScript = `
@@ -116,9 +114,6 @@ export function createHealthStore(deps: { redis: Redis; keys: RedisKeys; cacheMs
       const cached = cache.get(destinationId);
       if (cached !== undefined && clock() - cached.readAt < cacheMs) return cached.health;
       return this.get(destinationId);
-    },
-    invalidate(destinationId) {
-      cache.delete(destinationId);
     },
     async list() {
       const ids = (await redis.smembers(keys.destinationHealthIndex)).sort();
