@@ -3,13 +3,15 @@
 // figures. Every child is registered so that it is killed on any exit, error or signal included.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Question } from './messages.js';
+import { freePort } from '../src/runtime/redis-connection.js';
+
+export { freePort };
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export const flagstreamBin = join(repoRoot, 'bin', 'flagstream.js');
@@ -56,17 +58,6 @@ export async function pollUntil(condition: () => Promise<boolean> | boolean, opt
   }
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** CPU time (user + system) of a process so far, in microseconds; undefined once it is gone. */
 export function cpuMicros(pid: number): number | undefined {

@@ -3,7 +3,6 @@
 // with a timeout; nothing sleeps to synchronise.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -11,20 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { redisAnswers } from '../../src/runtime/redis-connection.js';
 import { stringify } from 'yaml';
+import { freePort } from '../../src/runtime/redis-connection.js';
+
+export { freePort };
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const flagstreamBin = join(repoRoot, 'bin', 'flagstream.js');
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** Polls `check` every `everyMs` until it returns true; throws naming `what` (computed then, if a function) after `timeoutMs`. */
 export async function pollUntil(check: () => boolean | Promise<boolean>, options: { timeoutMs: number; what: string | (() => string); everyMs?: number }): Promise<void> {
