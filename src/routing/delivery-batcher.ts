@@ -51,7 +51,8 @@ export function splitRefs(refs: ReadonlyMap<string, readonly number[]>, size: nu
   return parts;
 }
 
-function mergeView(into: RoutingView | undefined, view: RoutingView): RoutingView {
+/** The views of shares gathered into one job: the latest label setting, every flag's traffic type. */
+export function mergeView(into: RoutingView | undefined, view: RoutingView): RoutingView {
   if (into === undefined) return view;
   return { labels: view.labels, trafficTypes: { ...into.trafficTypes, ...view.trafficTypes } };
 }

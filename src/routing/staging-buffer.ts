@@ -6,7 +6,7 @@ import { decodeRows, type RoutingView } from '../domain/stored-batch.js';
 import { addJobsTo, type DeliveryJobData, execAll, queueTransaction } from '../queues/queues.js';
 import type { ConfigSnapshot } from '../runtime/config-snapshot.js';
 import type { RedisKeys } from '../stores/redis-keys.js';
-import { type RowsBundle, splitRefs } from './delivery-batcher.js';
+import { mergeView, type RowsBundle, splitRefs } from './delivery-batcher.js';
 
 /** One append to a destination's staging list: references, not impressions. */
 interface StagedChunk {
@@ -138,7 +138,7 @@ export class StagingBuffer {
       return 0;
     }
     const refs = new Map<string, number[]>();
-    let view: RoutingView = { labels: true, trafficTypes: {} };
+    let view: RoutingView | undefined;
     let count = 0;
     let stagedEnvironmentId = '';
     for (const chunk of chunks) {
@@ -149,7 +149,7 @@ export class StagingBuffer {
         if (list === undefined) refs.set(batchId, decodeRows(rows));
         else for (const row of decodeRows(rows)) list.push(row);
       }
-      view = { labels: staged.v.labels, trafficTypes: { ...view.trafficTypes, ...staged.v.trafficTypes } };
+      view = mergeView(view, staged.v);
       count += staged.n;
     }
     const destination = this.deps.config().destinations.get(destinationId);
@@ -158,7 +158,7 @@ export class StagingBuffer {
     const environmentId = destination?.environmentId ?? stagedEnvironmentId;
     const jobs: { name: string; data: DeliveryJobData; opts: { jobId: string; attempts: number; backoff: { type: string } } }[] = splitRefs(refs, size).map((part, index) => ({
       name: destinationId,
-      data: { destinationId, environmentId, refs: part.refs, view },
+      data: { destinationId, environmentId, refs: part.refs, view: view ?? { labels: true, trafficTypes: {} } },
       opts: { jobId: `staged-${claimId}-${index}`, attempts, backoff: { type: 'destination' } },
     }));
     // The jobs and the end of the claim in one transaction: a claim is never queued twice.
