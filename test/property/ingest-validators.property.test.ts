@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { AppError } from '../../src/domain/errors.js';
 import type { Impression } from '../../src/domain/impression.js';
+import { decodeStoredBatch, encodeStoredBatch } from '../../src/domain/stored-batch.js';
 import type { IngestContext } from '../../src/ingest/formats/ingest-context.js';
 import { fromNativeJson } from '../../src/ingest/formats/native-json.js';
 import { fromSplitSdkBulk, type SplitSdkHeaders } from '../../src/ingest/formats/split-sdk-bulk.js';
@@ -29,20 +30,21 @@ const minTime = Date.UTC(2000, 0, 1);
 const latestTime = now + 3_600_000;
 
 type Outcome =
-  | { readonly accepted: readonly Impression[]; readonly json: string }
+  | { readonly accepted: readonly Impression[]; readonly stored: string }
   | { readonly refused: { readonly status: number; readonly code: string; readonly message: string; readonly field: string | undefined; readonly details: unknown } };
 
 function outcome(run: () => Impression[]): Outcome {
   try {
     const impressions = run();
-    return { accepted: impressions, json: JSON.stringify(impressions) };
+    // What the rest of the pipeline sees of them: the stored batch (fields by name, in its own order).
+    return { accepted: impressions, stored: JSON.stringify(decodeStoredBatch(encodeStoredBatch(impressions))) };
   } catch (error) {
     if (!(error instanceof AppError)) throw error;
     return { refused: { status: error.httpStatus, code: error.code, message: error.message, field: error.field, details: error.details } };
   }
 }
 
-/** Same outcome, with -0 told from 0 (deepStrictEqual) and the keys in the same order (the JSON text). */
+/** Same outcome, with -0 told from 0 (deepStrictEqual), and the same stored batch. */
 function assertSame(handWritten: Outcome, zod: Outcome): void {
   assert.deepStrictEqual(handWritten, zod);
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type AppError, formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
-import { type Impression, impressionIdOf } from '../../domain/impression.js';
+import type { Impression } from '../../domain/impression.js';
 import {
   addFound,
   changeNumberProblem,
@@ -17,6 +17,7 @@ import {
   wrongTypeAndLength,
 } from '../field-checks.js';
 import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception, propertiesTextProblem } from '../impression-fields.js';
+import { buildImpression } from './build-impression.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
@@ -97,7 +98,7 @@ export function fromNativeJson(body: unknown, context: IngestContext): Impressio
   const list = body.impressions;
   if (!Array.isArray(list)) throw listRefused(wrongTypeAndLength('array', list, 1));
   if (list.length === 0) throw listRefused(tooShort(list, 1));
-  const { environmentId, environmentName, receivedAt } = context;
+  const { receivedAt } = context;
   const problems: FieldProblem[] = [];
   const late: FieldProblem[] = [];
   const impressions: Impression[] = [];
@@ -131,38 +132,31 @@ export function fromNativeJson(body: unknown, context: IngestContext): Impressio
     if (problems.length > 0) continue;
 
     // Checked above: the casts only tell TypeScript what the checks found.
-    const key = n.key as string;
-    const split = n.split as string;
-    const treatment = n.treatment as string;
     const time = n.time as number;
-    const bucketingKey = n.bucketingKey as string | undefined;
-    const label = n.label as string | undefined;
-    const changeNumber = n.splitVersionNumber as number | undefined;
     const lateProblem = laterThanReception(time, receivedAt);
     if (lateProblem !== undefined) late.push({ field: formatPath(['impressions', index, 'time']), message: lateProblem });
-    // Built in the order the fields have always been in (the schema's, then ours); the fields
-    // after `key` are set below, in their place.
-    const impression = {
-      id: (n.id as string | undefined) ?? impressionIdOf(environmentId, split, key, bucketingKey, treatment, label, time, changeNumber, properties),
-      key,
-    } as Impression;
-    if (bucketingKey !== undefined) impression.bucketingKey = bucketingKey;
-    impression.split = split;
-    impression.treatment = treatment;
-    if (label !== undefined) impression.label = label;
-    impression.time = time;
-    if (changeNumber !== undefined) impression.splitVersionNumber = changeNumber;
-    if (n.trafficTypeId !== undefined) impression.trafficTypeId = n.trafficTypeId as string;
-    if (n.trafficTypeName !== undefined) impression.trafficTypeName = n.trafficTypeName as string;
-    if (n.sdk !== undefined) impression.sdk = n.sdk as string;
-    if (n.sdkVersion !== undefined) impression.sdkVersion = n.sdkVersion as string;
-    if (n.machineIp !== undefined) impression.machineIp = n.machineIp as string;
-    if (n.machineName !== undefined) impression.machineName = n.machineName as string;
-    impression.environmentId = environmentId;
-    if (properties !== undefined) impression.properties = properties;
-    impression.environmentName = environmentName;
-    impression.receptionTimestamp = receivedAt;
-    impressions.push(impression);
+    impressions.push(
+      buildImpression(
+        {
+          id: n.id as string | undefined,
+          key: n.key as string,
+          split: n.split as string,
+          treatment: n.treatment as string,
+          time,
+          bucketingKey: n.bucketingKey as string | undefined,
+          label: n.label as string | undefined,
+          splitVersionNumber: n.splitVersionNumber as number | undefined,
+          properties,
+          trafficTypeId: n.trafficTypeId as string | undefined,
+          trafficTypeName: n.trafficTypeName as string | undefined,
+          sdk: n.sdk as string | undefined,
+          sdkVersion: n.sdkVersion as string | undefined,
+          machineIp: n.machineIp as string | undefined,
+          machineName: n.machineName as string | undefined,
+        },
+        context,
+      ),
+    );
   }
   if (problems.length > 0) throw validationError(problems);
   if (late.length > 0) throw validationError(late);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
-import { impressionIdOf, type Impression, splitSdkVersionHeader } from '../../domain/impression.js';
+import { type Impression, splitSdkVersionHeader } from '../../domain/impression.js';
 import {
   addFound,
   changeNumberProblem,
@@ -14,6 +14,7 @@ import {
   wrongType,
 } from '../field-checks.js';
 import { IngestChangeNumber, IngestPropertiesText, IngestRequiredText, IngestText, IngestTime, laterThanReception } from '../impression-fields.js';
+import { buildImpression } from './build-impression.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
@@ -86,7 +87,7 @@ function report(problems: FieldProblem[], group: number, item: number, name: str
  */
 export function fromSplitSdkBulk(body: unknown, headers: SplitSdkHeaders, context: IngestContext): Impression[] {
   if (!Array.isArray(body)) throw validationError([{ field: formatPath([]), message: wrongType('array', body) }]);
-  const { environmentId, environmentName, receivedAt } = context;
+  const { receivedAt } = context;
   const { sdk, sdkVersion } = splitSdkVersionHeader(headers.sdkVersion);
   const machineIp = known(headers.machineIp);
   const machineName = known(headers.machineName);
@@ -130,31 +131,25 @@ export function fromSplitSdkBulk(body: unknown, headers: SplitSdkHeaders, contex
       const time = m as number;
       const lateProblem = laterThanReception(time, receivedAt);
       if (lateProblem !== undefined) late.push({ field: formatPath([g, 'i', j, 'm']), message: lateProblem });
-      const bucketingKey = b as string | null | undefined;
-      const label = r as string | null | undefined;
-      const changeNumber = c as number | null | undefined;
-      const propertiesText = properties as string | null | undefined;
-      // Built in the order the fields have always been in (jobs, dead letters and webhooks show
-      // it); environmentName and receptionTimestamp are set below, in their place.
-      const impression = {
-        id: impressionIdOf(environmentId, split as string, k as string, bucketingKey ?? undefined, t as string, label ?? undefined, time, changeNumber ?? undefined, propertiesText ?? undefined),
-        key: k as string,
-        split: split as string,
-        treatment: t as string,
-        time,
-        environmentId,
-      } as Impression;
-      if (bucketingKey != null) impression.bucketingKey = bucketingKey;
-      if (label != null) impression.label = label;
-      if (changeNumber != null) impression.splitVersionNumber = changeNumber;
-      if (propertiesText != null) impression.properties = propertiesText;
-      impression.environmentName = environmentName;
-      if (sdk !== undefined) impression.sdk = sdk;
-      if (sdkVersion !== undefined) impression.sdkVersion = sdkVersion;
-      if (machineIp !== undefined) impression.machineIp = machineIp;
-      if (machineName !== undefined) impression.machineName = machineName;
-      impression.receptionTimestamp = receivedAt;
-      impressions.push(impression);
+      impressions.push(
+        buildImpression(
+          {
+            key: k as string,
+            split: split as string,
+            treatment: t as string,
+            time,
+            bucketingKey: (b as string | null | undefined) ?? undefined,
+            label: (r as string | null | undefined) ?? undefined,
+            splitVersionNumber: (c as number | null | undefined) ?? undefined,
+            properties: (properties as string | null | undefined) ?? undefined,
+            sdk,
+            sdkVersion,
+            machineIp,
+            machineName,
+          },
+          context,
+        ),
+      );
     }
   }
   if (problems.length > 0) throw validationError(problems);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { formatPath, type FieldProblem, validationError } from '../../domain/errors.js';
-import { impressionIdOf, type Impression } from '../../domain/impression.js';
+import type { Impression } from '../../domain/impression.js';
 import {
   addFound,
   changeNumberProblem,
@@ -14,6 +14,7 @@ import {
   wrongType,
 } from '../field-checks.js';
 import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception, propertiesTextProblem } from '../impression-fields.js';
+import { buildImpression } from './build-impression.js';
 import type { IngestContext } from './ingest-context.js';
 
 const optionalText = IngestText.optional().nullable();
@@ -84,7 +85,7 @@ function optionalTextProblem(value: unknown): string | undefined {
  */
 export function fromSplitWebhook(body: unknown, context: IngestContext): Impression[] {
   if (!Array.isArray(body)) throw validationError([{ field: formatPath([]), message: wrongType('array', body) }]);
-  const { environmentId, environmentName, receivedAt } = context;
+  const { receivedAt } = context;
   const problems: FieldProblem[] = [];
   const late: FieldProblem[] = [];
   const impressions: Impression[] = [];
@@ -122,33 +123,29 @@ export function fromSplitWebhook(body: unknown, context: IngestContext): Impress
     const time = w.time as number;
     const lateProblem = laterThanReception(time, receivedAt);
     if (lateProblem !== undefined) late.push({ field: formatPath([index, 'time']), message: lateProblem });
+    // Split sends an empty bucketing key and empty properties for "none".
     const bucketingKey = w.bucketingKey === '' ? undefined : (w.bucketingKey as string | null | undefined);
-    const label = w.label as string | null | undefined;
-    const changeNumber = w.splitVersionNumber as number | null | undefined;
-    if (properties === '') properties = undefined;
-    // Built in the order the fields have always been in (jobs, dead letters and webhooks show
-    // it); environmentName and receptionTimestamp are set below, in their place.
-    const impression = {
-      id: impressionIdOf(environmentId, w.split as string, w.key as string, bucketingKey ?? undefined, w.treatment as string, label ?? undefined, time, changeNumber ?? undefined, properties),
-      key: w.key as string,
-      split: w.split as string,
-      treatment: w.treatment as string,
-      time,
-      environmentId,
-    } as Impression;
-    if (bucketingKey != null) impression.bucketingKey = bucketingKey;
-    if (label != null) impression.label = label;
-    if (changeNumber != null) impression.splitVersionNumber = changeNumber;
-    if (properties !== undefined) impression.properties = properties;
-    impression.environmentName = environmentName;
-    if (w.trafficTypeId != null) impression.trafficTypeId = w.trafficTypeId as string;
-    if (w.trafficTypeName != null) impression.trafficTypeName = w.trafficTypeName as string;
-    if (w.sdk != null) impression.sdk = w.sdk as string;
-    if (w.sdkVersion != null) impression.sdkVersion = w.sdkVersion as string;
-    if (w.machineIp != null) impression.machineIp = w.machineIp as string;
-    if (w.machineName != null) impression.machineName = w.machineName as string;
-    impression.receptionTimestamp = receivedAt;
-    impressions.push(impression);
+    impressions.push(
+      buildImpression(
+        {
+          key: w.key as string,
+          split: w.split as string,
+          treatment: w.treatment as string,
+          time,
+          bucketingKey: bucketingKey ?? undefined,
+          label: (w.label as string | null | undefined) ?? undefined,
+          splitVersionNumber: (w.splitVersionNumber as number | null | undefined) ?? undefined,
+          properties: properties === '' ? undefined : properties,
+          trafficTypeId: (w.trafficTypeId as string | null | undefined) ?? undefined,
+          trafficTypeName: (w.trafficTypeName as string | null | undefined) ?? undefined,
+          sdk: (w.sdk as string | null | undefined) ?? undefined,
+          sdkVersion: (w.sdkVersion as string | null | undefined) ?? undefined,
+          machineIp: (w.machineIp as string | null | undefined) ?? undefined,
+          machineName: (w.machineName as string | null | undefined) ?? undefined,
+        },
+        context,
+      ),
+    );
   }
   if (problems.length > 0) throw validationError(problems);
   if (late.length > 0) throw validationError(late);
