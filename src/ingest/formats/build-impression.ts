@@ -1,6 +1,9 @@
 import { type Impression, impressionIdOf } from '../../domain/impression.js';
 import type { IngestContext } from './ingest-context.js';
 
+/** An impression of a body as sent, by the canonical field names, before it is checked. */
+export type UncheckedImpression = { readonly [F in keyof Impression]?: unknown };
+
 /** One evaluation's fields once a format has checked them and mapped its own names (absent: undefined). */
 export interface CheckedEvaluation {
   readonly id?: string | undefined;

@@ -17,7 +17,7 @@ import {
   wrongTypeAndLength,
 } from '../field-checks.js';
 import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception, propertiesTextProblem } from '../impression-fields.js';
-import { buildImpression } from './build-impression.js';
+import { buildImpression, type UncheckedImpression } from './build-impression.js';
 import type { IngestContext } from './ingest-context.js';
 
 /**
@@ -52,24 +52,6 @@ export const NativeImpressionsSchema = z.object({
     .min(1),
 });
 
-/** An impression of the body as sent, before it is checked. */
-interface NativeItem {
-  readonly id?: unknown;
-  readonly key?: unknown;
-  readonly bucketingKey?: unknown;
-  readonly split?: unknown;
-  readonly treatment?: unknown;
-  readonly label?: unknown;
-  readonly time?: unknown;
-  readonly splitVersionNumber?: unknown;
-  readonly trafficTypeId?: unknown;
-  readonly trafficTypeName?: unknown;
-  readonly sdk?: unknown;
-  readonly sdkVersion?: unknown;
-  readonly machineIp?: unknown;
-  readonly machineName?: unknown;
-  readonly properties?: unknown;
-}
 
 /** Adds what a check found on field `name` of impression `index`. */
 function report(problems: FieldProblem[], index: number, name: string, found: Found): void {
@@ -108,7 +90,7 @@ export function fromNativeJson(body: unknown, context: IngestContext): Impressio
       problems.push({ field: formatPath(['impressions', index]), message: wrongType('object', item) });
       continue;
     }
-    const n = item as NativeItem;
+    const n = item as UncheckedImpression;
     if (n.id !== undefined) report(problems, index, 'id', clientIdProblem(n.id));
     report(problems, index, 'key', requiredTextProblem(n.key));
     report(problems, index, 'bucketingKey', optionalTextProblem(n.bucketingKey));

@@ -14,7 +14,7 @@ import {
   wrongType,
 } from '../field-checks.js';
 import { IngestChangeNumber, IngestPropertiesInput, IngestRequiredText, IngestText, IngestTime, laterThanReception, propertiesTextProblem } from '../impression-fields.js';
-import { buildImpression } from './build-impression.js';
+import { buildImpression, type UncheckedImpression } from './build-impression.js';
 import type { IngestContext } from './ingest-context.js';
 
 const optionalText = IngestText.optional().nullable();
@@ -48,25 +48,6 @@ export const SplitWebhookSchema = z.array(
   }),
 );
 
-/** An impression of the body as sent, before it is checked. */
-interface WebhookItem {
-  readonly key?: unknown;
-  readonly split?: unknown;
-  readonly treatment?: unknown;
-  readonly time?: unknown;
-  readonly environmentId?: unknown;
-  readonly environmentName?: unknown;
-  readonly bucketingKey?: unknown;
-  readonly label?: unknown;
-  readonly machineName?: unknown;
-  readonly machineIp?: unknown;
-  readonly splitVersionNumber?: unknown;
-  readonly sdk?: unknown;
-  readonly sdkVersion?: unknown;
-  readonly trafficTypeId?: unknown;
-  readonly trafficTypeName?: unknown;
-  readonly properties?: unknown;
-}
 
 /** Adds what a check found on field `name` of impression `index`. */
 function report(problems: FieldProblem[], index: number, name: string, found: Found): void {
@@ -95,7 +76,7 @@ export function fromSplitWebhook(body: unknown, context: IngestContext): Impress
       problems.push({ field: formatPath([index]), message: wrongType('object', item) });
       continue;
     }
-    const w = item as WebhookItem;
+    const w = item as UncheckedImpression;
     report(problems, index, 'key', requiredTextProblem(w.key));
     report(problems, index, 'split', requiredTextProblem(w.split));
     report(problems, index, 'treatment', requiredTextProblem(w.treatment));
