@@ -82,9 +82,11 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
         take += 1;
       }
       const group = queue.splice(0, take);
-      requestsPerCommit = 0.9 * requestsPerCommit + 0.1 * group.length;
+      requestsPerCommit = 0.7 * requestsPerCommit + 0.3 * group.length;
       try {
         await commit(environmentId, group);
+        // Counted until the next look at the queue, so a burst cannot overshoot the limit in between.
+        backlog.waiting += group.length;
         for (const request of group) request.done.resolve();
       } catch (error) {
         for (const request of group) request.done.reject(error);
