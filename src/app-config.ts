@@ -41,7 +41,7 @@ export const EnvSchema = z.object({
   FLAGSTREAM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FLAGSTREAM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/).default('flagstream'),
   FLAGSTREAM_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024).describe('Largest ingest body, after decompression'),
-  FLAGSTREAM_INGEST_BACKLOG_LIMIT: z.coerce.number().int().min(1).default(20_000).describe('Waiting ingest jobs above which ingest answers 503'),
+  FLAGSTREAM_INGEST_BACKLOG_LIMIT: z.coerce.number().int().min(1).default(20_000).describe('Waiting ingest requests (stored batches) above which ingest answers 503'),
   FLAGSTREAM_ROUTING_CONCURRENCY: z.coerce.number().int().min(1).default(64),
   FLAGSTREAM_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).default(128),
   FLAGSTREAM_HEALTH_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1_000).describe('How long a process trusts the destination health it read'),

@@ -10,21 +10,89 @@ import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 
 export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
 
+/** The most requests, and impressions, one commit takes: bounds what one routing job reads. */
+export const commitLimits = { requests: 16, impressions: 20_000 } as const;
+
+/** A request stored and waiting for its commit. */
+interface WaitingRequest {
+  readonly batchId: string;
+  readonly stored: Buffer;
+  readonly count: number;
+  readonly done: { resolve: () => void; reject: (error: unknown) => void };
+}
+
 /**
- * Accepting = validated (by the caller) + durably stored and enqueued, then answered. One request
- * becomes one stored batch (serialised once, here) and one small ingest job naming it, written
- * together: a request is enqueued whole or not at all.
+ * Accepting = validated (by the caller) + durably stored and enqueued, then answered. A request
+ * becomes one stored batch (serialised once, here); it is answered once the transaction that
+ * writes it, a routing hold on it and an ingest job naming it has run: a request is enqueued
+ * whole or not at all.
+ *
+ * Group commit: an environment has at most one such transaction in flight; the requests that
+ * arrive meanwhile go together in the next one, under one ingest job. One request alone is
+ * written at once, as before; under load, several requests cost one transaction, one job
+ * handed over by BullMQ and one routing pass instead of one each (Redis commands and CPU per
+ * impression fall with the group's size).
  */
 export function createIngestService(deps: { queues: Queues; redis: Redis; ledger: LedgerStore; batches: StoredBatchStore; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
+  /**
+   * Requests per commit, averaged over this process's recent commits: the backlog limit counts
+   * requests (stored batches) waiting, and the queue only tells jobs.
+   */
+  let requestsPerCommit = 1;
+  /** Per environment: requests waiting for the commit after the one in flight. */
+  const waiting = new Map<string, WaitingRequest[]>();
 
   const assertBacklogRoom = async (): Promise<void> => {
     const now = deps.clock();
     // One LLEN-like call per half second at most, whatever the request rate.
-    if (now - backlog.checkedAt > 500) backlog = { waiting: await deps.queues.ingest.getWaitingCount(), checkedAt: now };
+    if (now - backlog.checkedAt > 500) backlog = { waiting: Math.round((await deps.queues.ingest.getWaitingCount()) * requestsPerCommit), checkedAt: now };
     if (backlog.waiting >= deps.backlogLimit) {
       throw new AppError('FLAGSTREAM_ERR_BACKLOG_FULL', `ingest backlog is full (${backlog.waiting} batches waiting); retry later`);
     }
+  };
+
+  /** One transaction: the requests' batches with their holds, one ingest job naming them, the received count. */
+  const commit = async (environmentId: string, requests: readonly WaitingRequest[]): Promise<void> => {
+    // A fixed job id and a count applied once keep `received` exact when a lost reply makes
+    // ioredis run the transaction twice.
+    const jobId = randomUUID();
+    const count = requests.reduce((sum, request) => sum + request.count, 0);
+    const multi = await queueTransaction(deps.queues.ingest);
+    for (const request of requests) deps.batches.writeIn(multi, request.batchId, request.stored);
+    const batchIds = requests.map((request) => request.batchId);
+    await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, batchIds, count }, opts: { jobId } }]);
+    deps.ledger.countReceived(multi, environmentId, count, `received:${jobId}`);
+    try {
+      await execAll(multi);
+    } catch (error) {
+      // The reply may have been lost after the transaction ran (a dropped connection): its count
+      // marker says whether it did. Accepted then; otherwise the clients are told to retry.
+      if (!(await deps.ledger.wasCounted(`received:${jobId}`, 2_000))) throw error;
+    }
+  };
+
+  /** Commits the environment's waiting requests, a group at a time, until none waits. */
+  const commitWaiting = async (environmentId: string): Promise<void> => {
+    for (let queue = waiting.get(environmentId); queue !== undefined && queue.length > 0; queue = waiting.get(environmentId)) {
+      let take = 0;
+      let impressions = 0;
+      while (take < queue.length && take < commitLimits.requests && (take === 0 || impressions + (queue[take] as WaitingRequest).count <= commitLimits.impressions)) {
+        impressions += (queue[take] as WaitingRequest).count;
+        take += 1;
+      }
+      const group = queue.splice(0, take);
+      requestsPerCommit = 0.7 * requestsPerCommit + 0.3 * group.length;
+      try {
+        await commit(environmentId, group);
+        // Counted until the next look at the queue, so a burst cannot overshoot the limit in between.
+        backlog.waiting += group.length;
+        for (const request of group) request.done.resolve();
+      } catch (error) {
+        for (const request of group) request.done.reject(error);
+      }
+    }
+    waiting.delete(environmentId);
   };
 
   return {
@@ -33,21 +101,18 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
       // Commands would wait for the reconnect; a client is better told to retry now (SDKs retry once).
       if (deps.redis.status !== 'ready') throw new AppError('FLAGSTREAM_ERR_REDIS', 'the queue (Redis) is unreachable; nothing was accepted, retry later');
       await assertBacklogRoom();
-      // The job and its count in the ledger are written together: received is exact. A fixed job
-      // id and a count applied once keep it so when a lost reply makes ioredis run it twice.
-      const jobId = randomUUID();
       const stored = encodeStoredBatch(impressions);
-      const multi = await queueTransaction(deps.queues.ingest);
-      deps.batches.writeIn(multi, jobId, stored);
-      await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, batchId: jobId, count: impressions.length }, opts: { jobId } }]);
-      deps.ledger.countReceived(multi, environmentId, impressions.length, `received:${jobId}`);
-      try {
-        await execAll(multi);
-      } catch (error) {
-        // The reply may have been lost after the transaction ran (a dropped connection): its count
-        // marker says whether it did. Accepted then; otherwise the client is told to retry.
-        if (!(await deps.ledger.wasCounted(`received:${jobId}`, 2_000))) throw error;
-      }
+      const committed = new Promise<void>((resolve, reject) => {
+        const request: WaitingRequest = { batchId: randomUUID(), stored, count: impressions.length, done: { resolve, reject } };
+        const queue = waiting.get(environmentId);
+        if (queue !== undefined) {
+          queue.push(request);
+          return;
+        }
+        waiting.set(environmentId, [request]);
+        void commitWaiting(environmentId);
+      });
+      await committed;
       deps.metrics.impressionsReceived.inc({ source }, impressions.length);
       deps.metrics.ingestRequestImpressions.observe({ source }, impressions.length);
       return impressions.length;

@@ -12,9 +12,15 @@ import type { RedisKeys } from '../stores/redis-keys.js';
 export const ingestQueueName = 'ingest';
 export const deliveryQueueName = 'delivery';
 
-/** One accepted request of one environment: its stored batch, or (replays of `@routing` dead letters) its impressions inline. */
+/**
+ * Accepted requests of one environment: their stored batches (the requests one ingest commit
+ * wrote together, see ingest/accept-impressions.ts), or (replays of `@routing` dead letters)
+ * impressions inline.
+ */
 export interface IngestJobData {
   readonly environmentId: string;
+  readonly batchIds?: readonly string[];
+  /** One stored batch: jobs written before commits were grouped. */
   readonly batchId?: string;
   readonly count?: number;
   readonly impressions?: Impression[];
@@ -22,6 +28,11 @@ export interface IngestJobData {
 
 export function ingestJobCount(data: IngestJobData): number {
   return data.impressions?.length ?? data.count ?? 0;
+}
+
+/** The stored batches an ingest job stands for, in order. */
+export function ingestJobBatchIds(data: IngestJobData): readonly string[] {
+  return data.batchIds ?? (data.batchId === undefined ? [] : [data.batchId]);
 }
 
 /**

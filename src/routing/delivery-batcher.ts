@@ -8,10 +8,12 @@ import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 import type { StagingBuffer } from './staging-buffer.js';
 
-/** One routing job's share for one destination: rows of its stored batch, read through `view`. */
+/**
+ * One routing job's share for one destination: rows of its stored batches, read through `view`.
+ * Added whole to one pending batch, so it is written in one transaction with its job's marker.
+ */
 export interface Share {
-  readonly batchId: string;
-  readonly rows: readonly number[];
+  readonly refs: readonly (readonly [batchId: string, rows: readonly number[]])[];
   readonly view: RoutingView;
 }
 
@@ -137,10 +139,12 @@ export class DeliveryBatcher {
       };
       this.pending.set(id, batch);
     }
-    const rows = batch.refs.get(share.batchId);
-    if (rows === undefined) batch.refs.set(share.batchId, [...share.rows]);
-    else for (const row of share.rows) rows.push(row);
-    batch.count += share.rows.length;
+    for (const [batchId, shareRows] of share.refs) {
+      const rows = batch.refs.get(batchId);
+      if (rows === undefined) batch.refs.set(batchId, [...shareRows]);
+      else for (const row of shareRows) rows.push(row);
+      batch.count += shareRows.length;
+    }
     batch.view = mergeView(batch.view, share.view);
     batch.routingJobIds.add(routingJobId);
     const promise = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));

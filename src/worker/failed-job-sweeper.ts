@@ -4,7 +4,7 @@ import type { ChainableCommander } from 'ioredis';
 import { routingStage } from '../domain/dead-letter.js';
 import type { Impression } from '../domain/impression.js';
 import { impressionsOf } from '../domain/stored-batch.js';
-import { type DeliveryJobData, execAll, type IngestJobData, queueTransaction, type Queues } from '../queues/queues.js';
+import { type DeliveryJobData, execAll, ingestJobBatchIds, type IngestJobData, queueTransaction, type Queues } from '../queues/queues.js';
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 import { resolveJobItems, rowsByBatch } from './job-items.js';
@@ -56,10 +56,14 @@ export async function sweepFailedJobs(deps: { queues: Queues; deadLetters: DeadL
     }
   };
   await sweep<IngestJobData>(deps.queues.ingest, async (data, jobId) => {
-    const batch = data.batchId === undefined ? undefined : (await deps.batches.load([data.batchId])).get(data.batchId);
-    const impressions = data.impressions ?? (batch === undefined ? [] : impressionsOf(batch));
+    const batchIds = ingestJobBatchIds(data);
+    const loaded = await deps.batches.load(batchIds);
+    const impressions = data.impressions ?? batchIds.flatMap((batchId) => {
+      const batch = loaded.get(batchId);
+      return batch === undefined ? [] : impressionsOf(batch);
+    });
     const release = (multi: ChainableCommander) => {
-      if (data.batchId !== undefined) deps.batches.releaseIn(multi, `hold:${jobId}`, new Map([[data.batchId, 1]]));
+      if (batchIds.length > 0) deps.batches.releaseIn(multi, `hold:${jobId}`, new Map(batchIds.map((batchId) => [batchId, 1])));
     };
     return { destinationId: routingStage, environmentId: data.environmentId, impressions, release };
   });

@@ -4,7 +4,7 @@ import { routingStage } from '../domain/dead-letter.js';
 import type { Impression } from '../domain/impression.js';
 import { encodeStoredBatch, impressionsOf } from '../domain/stored-batch.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { IngestJobData } from '../queues/queues.js';
+import { ingestJobBatchIds, type IngestJobData } from '../queues/queues.js';
 import type { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { TailCollector } from '../routing/live-tail.js';
 import { routeImpressions } from '../routing/route-impressions.js';
@@ -20,6 +20,30 @@ export interface RouteSummary {
   readonly dropped: number;
   readonly destinations: number;
   readonly deadLettered?: number;
+}
+
+/** The impressions of an ingest job's stored batches, one batch after another. */
+interface LoadedBatches {
+  readonly batchIds: readonly string[];
+  /** Index in `impressions` of each batch's first row. */
+  readonly starts: readonly number[];
+  readonly impressions: Impression[];
+}
+
+/** Rows of the job's impressions (ascending) as rows of each stored batch. */
+function rowsPerStoredBatch(loaded: LoadedBatches, rows: readonly number[]): [batchId: string, rows: number[]][] {
+  const refs: [string, number[]][] = [];
+  let part = -1;
+  for (const row of rows) {
+    let moved = false;
+    while (part + 1 < loaded.starts.length && (loaded.starts[part + 1] as number) <= row) {
+      part += 1;
+      moved = true;
+    }
+    if (moved || refs.length === 0) refs.push([loaded.batchIds[part] as string, []]);
+    (refs[refs.length - 1] as [string, number[]])[1].push(row - (loaded.starts[part] as number));
+  }
+  return refs;
 }
 
 export interface RouteProcessorDeps {
@@ -47,30 +71,40 @@ export interface RouteProcessorDeps {
  */
 export function createRouteProcessor(deps: RouteProcessorDeps) {
   /**
-   * The job's stored batch and its impressions. Impressions that came inline (replays) are stored
-   * first, under an id of the job, so every share refers to rows of a stored batch. Undefined when
-   * the batch is gone, which it only is once everything it held has settled.
+   * The job's stored batches and their impressions, one after another (`starts`: where each
+   * batch's rows begin). Impressions that came inline (replays) are stored first, under an id of
+   * the job, so every share refers to rows of a stored batch. Undefined when a batch is gone,
+   * which it only is once everything it held has settled.
    */
-  const load = async (job: Job<IngestJobData>): Promise<{ batchId: string; impressions: Impression[] } | undefined> => {
-    const { batchId, impressions } = job.data;
-    if (batchId === undefined) {
+  const load = async (job: Job<IngestJobData>): Promise<LoadedBatches | undefined> => {
+    const { impressions } = job.data;
+    if (impressions !== undefined) {
       const inlineId = `inline-${job.id ?? ''}`;
-      await deps.batches.writeOnce(inlineId, encodeStoredBatch(impressions ?? []));
-      return { batchId: inlineId, impressions: impressions ?? [] };
+      await deps.batches.writeOnce(inlineId, encodeStoredBatch(impressions));
+      return { batchIds: [inlineId], starts: [0], impressions };
     }
-    const batch = (await deps.batches.load([batchId])).get(batchId);
-    return batch === undefined ? undefined : { batchId, impressions: impressionsOf(batch) };
+    const batchIds = ingestJobBatchIds(job.data);
+    const loaded = await deps.batches.load(batchIds);
+    const all: Impression[] = [];
+    const starts: number[] = [];
+    for (const batchId of batchIds) {
+      const batch = loaded.get(batchId);
+      if (batch === undefined) return undefined;
+      starts.push(all.length);
+      for (const impression of impressionsOf(batch)) all.push(impression);
+    }
+    return { batchIds, starts, impressions: all };
   };
 
-  /** The routing hold on the batch goes once every share holds its own references (or none is left to write). */
-  const releaseHold = (jobId: string, batchId: string) => deps.batches.release(`hold:${jobId}`, new Map([[batchId, 1]]));
+  /** The routing holds on the batches go once every share holds its own references (or none is left to write). */
+  const releaseHolds = (jobId: string, batchIds: readonly string[]) => deps.batches.release(`hold:${jobId}`, new Map(batchIds.map((batchId) => [batchId, 1])));
 
   const deadLetter = async (job: Job<IngestJobData>, reason: 'worker_crashed' | 'internal_error', message: string): Promise<RouteSummary> => {
     const { environmentId } = job.data;
     // Its outcome is recorded only once every share is durable: all that was left was to let go
     // of the batch (a worker killed after that point). Nothing to dead-letter, nothing lost.
     if (await deps.ledger.routingRecorded(job.id ?? '')) {
-      await releaseHold(job.id ?? '', job.data.batchId ?? `inline-${job.id ?? ''}`);
+      await releaseHolds(job.id ?? '', job.data.impressions === undefined ? ingestJobBatchIds(job.data) : [`inline-${job.id ?? ''}`]);
       return { routed: 0, dropped: 0, destinations: 0 };
     }
     const loaded = await load(job);
@@ -88,7 +122,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       firstAttemptAt: job.timestamp,
       lastAttemptAt: now,
     });
-    if (loaded !== undefined) await releaseHold(job.id ?? '', loaded.batchId);
+    if (loaded !== undefined) await releaseHolds(job.id ?? '', loaded.batchIds);
     deps.metrics.deadLetters.inc({ destination: routingStage, reason }, impressions.length);
     deps.logger.error({ environmentId, jobId: job.id, reason, count: impressions.length, error: message }, 'impressions could not be routed; dead-lettered for replay');
     return { routed: 0, dropped: 0, destinations: 0, deadLettered: impressions.length };
@@ -102,9 +136,9 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       // Its batch is released only after this job was recorded: the job was added again by a
       // transaction re-sent after it had finished.
       if (await deps.ledger.routingRecorded(jobId)) return { routed: 0, dropped: 0, destinations: 0 };
-      throw new Error(`stored batch ${job.data.batchId ?? ''} of routing job ${jobId} is missing`);
+      throw new Error(`a stored batch of routing job ${jobId} (${ingestJobBatchIds(job.data).join(', ')}) is missing`);
     }
-    const { batchId, impressions } = loaded;
+    const { batchIds, impressions } = loaded;
     const environment = deps.config.current().environments.get(environmentId);
     if (environment === undefined) {
       // The environment was deleted after the impressions were accepted.
@@ -112,7 +146,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
         deps.metrics.impressionsDropped.inc({ reason: 'unknown_environment' }, impressions.length);
         deps.logger.warn({ environmentId, count: impressions.length }, 'impressions of a deleted environment dropped');
       }
-      await releaseHold(jobId, batchId);
+      await releaseHolds(jobId, batchIds);
       return { routed: 0, dropped: impressions.length, destinations: 0 };
     }
     const viewers = (await deps.tail?.viewers(environmentId)) ?? [];
@@ -121,7 +155,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
     const written = await deps.ledger.sharesWritten(jobId);
     const shares = [...result.rowsByDestination]
       .filter(([destination]) => !written.has(destination.destination.id))
-      .map(([destination, rows]) => [destination, { batchId, rows, view: result.view }] as const);
+      .map(([destination, rows]) => [destination, { refs: rowsPerStoredBatch(loaded, rows), view: result.view }] as const);
     await deps.batcher.addAll(shares, jobId);
     // Once per job: a crash in the middle loses this job's traffic stats, never its impressions.
     await deps.ledger.once(`stats:${jobId}`, () => deps.stats.record(environmentId, result.traffic, result.series));
@@ -135,7 +169,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       for (const [reason, count] of result.dropped) deps.metrics.impressionsDropped.inc({ reason }, count);
       deps.metrics.impressionsRouted.inc(result.routed);
     }
-    await releaseHold(jobId, batchId);
+    await releaseHolds(jobId, batchIds);
     return { routed: result.routed, dropped, destinations: result.byDestination.size };
   };
 
