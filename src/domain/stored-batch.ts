@@ -18,6 +18,7 @@ const rowFields = ['id', 'key', 'split', 'treatment', 'time', 'splitVersionNumbe
 const contextFields = ['environmentId', 'environmentName', 'sdk', 'sdkVersion', 'machineIp', 'machineName', 'receptionTimestamp'] as const;
 
 type RowField = (typeof rowFields)[number];
+const labelPosition = rowFields.indexOf('label');
 type ContextField = (typeof contextFields)[number];
 type Row = unknown[];
 type Context = Partial<Pick<Impression, ContextField>>;
@@ -108,16 +109,20 @@ export function impressionAt(batch: DecodedBatch, index: number, view?: RoutingV
   const row = batch.rows[index];
   if (row === undefined) return undefined;
   const impression: Record<string, unknown> = {};
+  // A label the view drops is never added: deleting it would turn the object into a slow
+  // dictionary, which cost 3 µs per row to build and made JSON.stringify of it slower too.
+  const dropLabel = view !== undefined && !view.labels;
   for (let i = 0; i < rowFields.length && i < row.length; i += 1) {
     const value = row[i];
-    if (value !== null && value !== undefined) impression[rowFields[i] as RowField] = value;
+    if (value !== null && value !== undefined && !(dropLabel && i === labelPosition)) impression[rowFields[i] as RowField] = value;
   }
   Object.assign(impression, batch.context);
   const own = row[rowFields.length];
   if (own !== undefined && own !== null) Object.assign(impression, own);
   if (view !== undefined) {
     // applyView, on the object just built (no copy): this runs for every row of every delivery.
-    if (!view.labels) delete impression.label;
+    // (A label from elsewhere than its row field: never written by encodeStoredBatch.)
+    if (dropLabel && 'label' in impression) delete impression.label;
     const trafficType = view.trafficTypes[impression.split as string];
     if (trafficType !== undefined) {
       impression.trafficTypeName ??= trafficType[0];
