@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Impression } from '../../src/domain/impression.js';
-import { impressionJsonAt } from '../../src/domain/impression-json.js';
+import { ImpressionJsonWriter, impressionJsonAt } from '../../src/domain/impression-json.js';
 import { applyView, type DecodedBatch, decodeStoredBatch, encodeStoredBatch, impressionAt, type RoutingView } from '../../src/domain/stored-batch.js';
 
 /**
@@ -80,6 +80,30 @@ describe('impressionJsonAt', () => {
         assertSameBytes(decodeStoredBatch(encodeStoredBatch(impressions.map(withoutUndefined))), view);
       }),
       runs(500),
+    );
+  });
+
+  test('one writer, many rows and inline text: the bytes of Buffer.from(JSON.stringify(array))', () => {
+    fc.assert(
+      fc.property(batchArbitrary, viewArbitrary, fc.array(fc.nat(), { maxLength: 30 }), impressionArbitrary, (impressions, view, picks, inline) => {
+        const batch = decodeStoredBatch(encodeStoredBatch(impressions.map(withoutUndefined)));
+        const rows = picks.map((pick) => pick % batch.rows.length);
+        // A small first buffer, so that it grows mid-row.
+        const writer = new ImpressionJsonWriter(16);
+        writer.byte(0x5b);
+        writer.text(JSON.stringify(withoutUndefined(inline)));
+        for (const row of rows) {
+          writer.byte(0x2c);
+          assert.equal(writer.row(batch, row, view), true);
+        }
+        writer.byte(0x5d);
+        const expected = Buffer.from(JSON.stringify([withoutUndefined(inline), ...rows.map((row) => impressionAt(batch, row, view))]));
+        assert.equal(writer.byteLength, expected.byteLength);
+        assert.deepEqual(writer.take(), expected);
+        assert.equal(writer.byteLength, 0);
+        assert.equal(writer.row(batch, batch.rows.length, view), false);
+      }),
+      runs(300),
     );
   });
 
