@@ -130,6 +130,14 @@ export interface Connector<Settings = unknown, Req = HttpRequestSpec, Res = Http
    * throwing. `encode` stays the pure reference (tests, `destinations test`).
    */
   encodeOffLoop?(items: readonly Impression[], settings: Settings, context: EncodeContext): Promise<EncodeResult<Req>>;
+  /**
+   * Optional, for connectors whose body is the impressions themselves as a JSON array (the
+   * webhook): the same result as `encode`, given that body already written. `body` is byte for
+   * byte `Buffer.from(JSON.stringify(items))`; the delivery core writes it straight from the
+   * stored rows the items were read from (`ImpressionJsonWriter`) and calls this instead of
+   * `encode` when it can. Vendor connectors that reshape each impression leave it out.
+   */
+  encodeJsonArray?(items: readonly Impression[], body: Buffer, settings: Settings, context: EncodeContext): EncodeResult<Req>;
   /** The only I/O. No retries, timers or logging here: the core owns those. */
   send(client: Client, request: Req, signal: AbortSignal): Promise<Res>;
   /** Pure: what the destination's answer means. */

@@ -14,10 +14,11 @@ import type { Impression } from './impression.js';
  * Deflating costs about 1.3 µs per impression once, at ingest; inflating 0.5 µs per process that
  * reads the batch.
  */
-const rowFields = ['id', 'key', 'split', 'treatment', 'time', 'splitVersionNumber', 'label', 'bucketingKey', 'properties', 'trafficTypeName', 'trafficTypeId'] as const;
-const contextFields = ['environmentId', 'environmentName', 'sdk', 'sdkVersion', 'machineIp', 'machineName', 'receptionTimestamp'] as const;
+export const rowFields = ['id', 'key', 'split', 'treatment', 'time', 'splitVersionNumber', 'label', 'bucketingKey', 'properties', 'trafficTypeName', 'trafficTypeId'] as const;
+export const contextFields = ['environmentId', 'environmentName', 'sdk', 'sdkVersion', 'machineIp', 'machineName', 'receptionTimestamp'] as const;
 
 type RowField = (typeof rowFields)[number];
+const labelPosition = rowFields.indexOf('label');
 type ContextField = (typeof contextFields)[number];
 type Row = unknown[];
 type Context = Partial<Pick<Impression, ContextField>>;
@@ -108,18 +109,24 @@ export function impressionAt(batch: DecodedBatch, index: number, view?: RoutingV
   const row = batch.rows[index];
   if (row === undefined) return undefined;
   const impression: Record<string, unknown> = {};
+  // A label the view drops is never added: deleting it would turn the object into a slow
+  // dictionary, which cost 3 µs per row to build and made JSON.stringify of it slower too.
+  const dropLabel = view !== undefined && !view.labels;
   for (let i = 0; i < rowFields.length && i < row.length; i += 1) {
     const value = row[i];
-    if (value !== null && value !== undefined) impression[rowFields[i] as RowField] = value;
+    if (value !== null && value !== undefined && !(dropLabel && i === labelPosition)) impression[rowFields[i] as RowField] = value;
   }
   Object.assign(impression, batch.context);
   const own = row[rowFields.length];
   if (own !== undefined && own !== null) Object.assign(impression, own);
   if (view !== undefined) {
     // applyView, on the object just built (no copy): this runs for every row of every delivery.
-    if (!view.labels) delete impression.label;
-    const trafficType = view.trafficTypes[impression.split as string];
-    if (trafficType !== undefined) {
+    // (A label from elsewhere than its row field: never written by encodeStoredBatch.)
+    if (dropLabel && 'label' in impression) delete impression.label;
+    const split = impression.split as string;
+    const trafficType = view.trafficTypes[split];
+    // Own keys only: a flag named `constructor` or `toString` must not read Object.prototype's.
+    if (trafficType !== undefined && Object.hasOwn(view.trafficTypes, split)) {
       impression.trafficTypeName ??= trafficType[0];
       if (trafficType[1] !== undefined) impression.trafficTypeId ??= trafficType[1];
     }

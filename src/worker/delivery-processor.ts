@@ -276,6 +276,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
           signal: deps.shutdownSignal,
           quickRetries: deps.quickRetries,
           quickRetryMinDelayMs: deps.quickRetryMinDelayMs,
+          jsonArray: resolved.jsonArray,
           onRequest: (outcome, seconds, itemCount) => {
             deps.metrics.deliveryRequests.inc({ destination: destinationId, outcome });
             deps.metrics.deliveryDuration.observe({ destination: destinationId }, seconds);

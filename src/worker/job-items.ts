@@ -1,5 +1,6 @@
 import type { Impression } from '../domain/impression.js';
-import { decodeRows, encodeRows, impressionAt, type StoredRowsRef } from '../domain/stored-batch.js';
+import { ImpressionJsonWriter } from '../domain/impression-json.js';
+import { type DecodedBatch, decodeRows, encodeRows, impressionAt, type StoredRowsRef } from '../domain/stored-batch.js';
 import type { DeliveryJobData } from '../queues/queues.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 
@@ -10,6 +11,12 @@ export interface JobItems {
   readonly origins: Map<Impression, readonly [string, number]>;
   /** Rows whose batch is gone (it outlived its retention): they cannot be sent. */
   readonly missing: Map<string, number>;
+  /**
+   * Some of `items` as a JSON array, `Buffer.from(JSON.stringify(items))` byte for byte: rows
+   * written straight from their stored batch (no JSON.stringify of the impression built from
+   * them), inline impressions through JSON.stringify.
+   */
+  jsonArray(items: readonly Impression[]): Buffer;
 }
 
 const rowsPerSlice = 5_000;
@@ -19,8 +26,22 @@ export async function resolveJobItems(batches: StoredBatchStore, data: DeliveryJ
   const origins = new Map<Impression, readonly [string, number]>();
   const missing = new Map<string, number>();
   const refs = data.refs ?? [];
-  if (refs.length === 0) return { items, origins, missing };
-  const loaded = await batches.load(refs.map(([batchId]) => batchId));
+  let loaded = new Map<string, DecodedBatch>();
+  const jsonArray = (some: readonly Impression[]): Buffer => {
+    // Sized for a typical impression (about 300 bytes of JSON), so that it seldom grows.
+    const writer = new ImpressionJsonWriter(Math.max(1024, some.length * 384));
+    writer.byte(openBracket);
+    some.forEach((item, index) => {
+      if (index > 0) writer.byte(comma);
+      const origin = origins.get(item);
+      const batch = origin === undefined ? undefined : loaded.get(origin[0]);
+      if (origin === undefined || batch === undefined || !writer.row(batch, origin[1], data.view)) writer.text(JSON.stringify(item));
+    });
+    writer.byte(closeBracket);
+    return writer.take();
+  };
+  if (refs.length === 0) return { items, origins, missing, jsonArray };
+  loaded = await batches.load(refs.map(([batchId]) => batchId));
   let built = 0;
   for (const [batchId, rows] of refs) {
     const batch = loaded.get(batchId);
@@ -36,8 +57,10 @@ export async function resolveJobItems(batches: StoredBatchStore, data: DeliveryJ
       origins.set(item, [batchId, row]);
     }
   }
-  return { items, origins, missing };
+  return { items, origins, missing, jsonArray };
 }
+
+const [openBracket, comma, closeBracket] = [0x5b, 0x2c, 0x5d] as const;
 
 /** Rows per stored batch that `items` refer to. */
 export function rowsByBatch(items: Iterable<Impression>, origins: ReadonlyMap<Impression, readonly [string, number]>): Map<string, number> {

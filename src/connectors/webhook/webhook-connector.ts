@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { z } from 'zod';
-import type { EncodedRequest, HttpRequestSpec } from '../connector.js';
+import type { Impression } from '../../domain/impression.js';
+import type { EncodedRequest, EncodeResult, HttpRequestSpec } from '../connector.js';
 import { defineHttpConnector } from '../define-http-connector.js';
 
 /**
@@ -58,21 +59,27 @@ export const webhookConnector = defineHttpConnector<WebhookSettings>({
   }),
   encode(items, settings, context) {
     // Encoded to bytes once: the same buffer is signed and sent (a string would be encoded for each).
-    const body = Buffer.from(JSON.stringify(items));
-    const itemIds = items.map((item) => item.id);
-    const id = webhookMessageId(itemIds);
-    const headers: Record<string, string> = { ...settings.headers, 'content-type': 'application/json' };
-    if (settings.secret !== undefined) {
-      const timestamp = String(Math.floor(context.now / 1000));
-      headers['webhook-id'] = id;
-      headers['webhook-timestamp'] = timestamp;
-      headers['webhook-signature'] = signWebhook(settings.secret, id, timestamp, body);
-    }
-    const request: EncodedRequest<HttpRequestSpec> = {
-      itemIds,
-      bytes: body.byteLength,
-      request: { method: 'POST', url: settings.url, headers, body },
-    };
-    return { requests: [request], rejected: [], skipped: [] };
+    return webhookRequests(items, Buffer.from(JSON.stringify(items)), settings, context.now);
   },
+  // The delivery core's body written from the stored rows: the same bytes as encode's, signed and sent as they are.
+  encodeJsonArray: (items, body, settings, context) => webhookRequests(items, body, settings, context.now),
 });
+
+/** The one request of a batch whose body (the impressions' JSON array) is written already. */
+function webhookRequests(items: readonly Impression[], body: Buffer, settings: WebhookSettings, now: number): EncodeResult<HttpRequestSpec> {
+  const itemIds = items.map((item) => item.id);
+  const id = webhookMessageId(itemIds);
+  const headers: Record<string, string> = { ...settings.headers, 'content-type': 'application/json' };
+  if (settings.secret !== undefined) {
+    const timestamp = String(Math.floor(now / 1000));
+    headers['webhook-id'] = id;
+    headers['webhook-timestamp'] = timestamp;
+    headers['webhook-signature'] = signWebhook(settings.secret, id, timestamp, body);
+  }
+  const request: EncodedRequest<HttpRequestSpec> = {
+    itemIds,
+    bytes: body.byteLength,
+    request: { method: 'POST', url: settings.url, headers, body },
+  };
+  return { requests: [request], rejected: [], skipped: [] };
+}
