@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { masterNodes } from '../../src/runtime/redis-client.js';
 import type { DeadLetterSummary } from '../../src/domain/dead-letter.js';
-import { deploymentPrefix, partitionPrefix } from '../../src/stores/redis-keys.js';
+import { deploymentPrefix } from '../../src/stores/redis-keys.js';
 import { runFlagstream } from '../helpers/cli.js';
 import { HttpReceiver } from '../helpers/http-receiver.js';
 import { ImpressionLoad } from '../helpers/impression-load.js';
@@ -24,26 +24,6 @@ async function keysPerNode(redis: Redis, prefix: string, pattern = `${deployment
   const counts = new Map(masterNodes(redis).map((node) => [node, 0]));
   await scanKeys(redis, pattern, async (node, keys) => counts.set(node, (counts.get(node) ?? 0) + keys.length));
   return [...counts.values()];
-}
-
-/**
- * A unique prefix whose `partitions` partitions' hash tags are served by as many different
- * masters (asked of the cluster: CLUSTER KEYSLOT, CLUSTER SLOTS), so that a test of spreading
- * cannot pass or fail by where a random prefix happens to hash.
- */
-async function prefixSpreadOver(redis: Redis, partitions: number): Promise<string> {
-  // The cluster client knows its masters once connected.
-  await redis.ping();
-  const [node] = masterNodes(redis);
-  assert.ok(node !== undefined);
-  const ranges = await node.cluster('SLOTS');
-  const owner = (slot: number) => ranges.findIndex(([first, last]) => slot >= first && slot <= last);
-  for (;;) {
-    const prefix = uniquePrefix('cluster-part');
-    const owners = new Set<number>();
-    for (let partition = 0; partition < partitions; partition += 1) owners.add(owner(Number(await node.cluster('KEYSLOT', partitionPrefix(prefix, true, partition, partitions)))));
-    if (owners.size === Math.min(partitions, ranges.length)) return prefix;
-  }
 }
 
 describe('flagstream serve on a three-node Redis Cluster (REDIS_URL=redis+cluster://…)', { skip: unsupported === undefined ? false : `no local Redis Cluster: ${unsupported}` }, () => {
@@ -185,7 +165,8 @@ describe('FLAGSTREAM_REDIS_PARTITIONS=3 on a three-node Redis Cluster: one deplo
     receiver = await HttpReceiver.start();
     receiver.respond = (request) => (request.url.startsWith('/bad/') && badAcceptsSince === undefined ? { status: 400, body: 'refused' } : { status: 200, body: 'ok' });
     redis = createTestRedis(cluster.url);
-    prefix = await prefixSpreadOver(redis, partitions);
+    // Each partition on a master of its own, so that spreading cannot pass or fail by where a random prefix hashes.
+    prefix = await cluster.prefixSpreadOver(uniquePrefix('cluster-part'), partitions);
     env = {
       REDIS_URL: cluster.url,
       FLAGSTREAM_REDIS_PREFIX: prefix,
