@@ -8,6 +8,7 @@ import { type DeliveryJobData, deliveryQueueName, type IngestJobData, ingestQueu
 import { DeliveryBatcher } from '../routing/delivery-batcher.js';
 import { StagingBuffer } from '../routing/staging-buffer.js';
 import { type AppContext, durationMs, type Stores } from '../runtime/app-context.js';
+import { ByteBudget } from '../delivery/byte-budget.js';
 import { createDeliveryFailureLog } from '../observability/delivery-failure-log.js';
 import { createTailPublisher } from '../stores/live-tail-store.js';
 import { createWorkerRegistry } from '../stores/worker-registry-store.js';
@@ -67,6 +68,8 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
   const failureLog = createDeliveryFailureLog({ logger: ctx.logger, clock: ctx.clock, windowMs: options.failureLogWindowMs ?? 60_000 });
   const tail = createTailPublisher({ redis, keys, clock: ctx.clock, checkIntervalMs: options.tailCheckIntervalMs ?? 1000 });
   const count = ctx.partitions.length;
+  // FLAGSTREAM_DELIVERY_MEMORY_BYTES bounds the process, whatever the number of partitions.
+  const budget = new ByteBudget(env.FLAGSTREAM_DELIVERY_MEMORY_BYTES);
 
   const startPartition = (stores: Stores): PartitionWorkers & { batcher: DeliveryBatcher } => {
     const staging = new StagingBuffer({ redis, keys: stores.dataKeys, queue: stores.queues.delivery, config: () => ctx.config.current(), logger: ctx.logger, clock: ctx.clock });
@@ -111,7 +114,7 @@ export function startWorkers(ctx: AppContext, options: WorkerOptions = {}): Runn
         quickRetryMinDelayMs: options.quickRetryMinDelayMs ?? 200,
         shutdownSignal: shutdown.signal,
         maxJobCrashes: env.FLAGSTREAM_MAX_JOB_CRASHES,
-        memoryBytes: env.FLAGSTREAM_DELIVERY_MEMORY_BYTES,
+        budget,
       }),
       {
         connection: redis,
