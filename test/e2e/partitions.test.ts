@@ -150,6 +150,35 @@ describe('FLAGSTREAM_REDIS_PARTITIONS=3 on a single Redis: the pipeline per part
     assert.equal(((await app.admin('POST', '/destinations/ok-2/resume')).body as { state: string }).state, 'healthy');
     const stats = (await app.admin('GET', `/environments/${environments[1]}/stats`)).body as { flags: { flag: string; impressions: number }[] };
     assert.deepEqual(stats.flags.map((f) => [f.flag, f.impressions]), [['flag_p', perEnvironment]]);
+    // Monitoring reads the environment's partition: this month's tracked keys of each environment.
+    for (const environmentId of environments) {
+      const mtks = (await app.admin('GET', `/environments/${environmentId}/mtks?months=1`)).body as { months: { keys: number }[] };
+      assert.deepEqual(mtks.months.map((m) => m.keys), [perEnvironment], environmentId);
+    }
+  });
+});
+
+describe('FLAGSTREAM_REDIS_PARTITIONS=3: the ingest backlog limit and /metrics count every partition', () => {
+  test('one waiting request in each partition is a backlog of 3, refused at a limit of 3; /metrics says 3', async () => {
+    let now = Date.now();
+    const environments = environmentPerPartition('env-backlog', partitions);
+    const app = await startTestApp({ workers: false, clock: () => now, env: { FLAGSTREAM_REDIS_PARTITIONS: String(partitions), FLAGSTREAM_INGEST_BACKLOG_LIMIT: '3' } });
+    try {
+      await app.apply({ environments: environments.map((id, partition) => ({ id, sdkKeys: [`sdk-${partition}`] })) });
+      const post = (partition: number) => postJson(`${app.url}/v1/impressions`, { impressions: [{ key: `user-${partition}`, split: 'f', treatment: 'on', time: now }] }, { authorization: `Bearer sdk-${partition}` });
+      for (const partition of [0, 1, 2]) {
+        assert.equal((await post(partition)).status, 202);
+        // Past the half second the backlog count is cached for.
+        now += 501;
+      }
+      assert.deepEqual(await Promise.all(app.ctx.partitions.map((stores) => stores.queues.ingest.getWaitingCount())), [1, 1, 1]);
+      const refused = await post(0);
+      assert.equal(refused.status, 503, JSON.stringify(refused.body));
+      const metrics = await (await fetch(`${app.url}/metrics`)).text();
+      assert.match(metrics, /^flagstream_queue_jobs\{queue="ingest",state="waiting"\} 3$/m);
+    } finally {
+      await app.close();
+    }
   });
 });
 
