@@ -55,8 +55,9 @@ try {
   const service = createImpressionsExportService({
     config: () => snapshot,
     // Export reads the archive only; queues and the ledger are for backfills.
-    queues: undefined as never,
-    ledger: undefined as never,
+    partitionFor: () => {
+      throw new Error('no backfill here');
+    },
     guard: createDestinationGuard(['127.0.0.1']),
     clock: Date.now,
   });

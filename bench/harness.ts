@@ -9,6 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Question } from './messages.js';
+import { LocalRedisCluster } from '../src/runtime/local-redis-cluster.js';
 import { freePort } from '../src/runtime/redis-connection.js';
 
 export { freePort };
@@ -82,8 +83,46 @@ export function memoryOf(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefi
   }
 }
 
+/** What the benchmark reads from the Redis of a deployment: one redis-server, or every master of a cluster summed. */
+export interface BenchRedis {
+  /** REDIS_URL of the flagstream processes. */
+  readonly url: string;
+  /** Commands Redis ran so far, INFO (the benchmark's own probe) left out. */
+  commands(): Promise<number>;
+  usedMemory(): Promise<number>;
+  /** CPU time Redis used so far (user + system), µs. */
+  cpuMicros(): Promise<number>;
+  version(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** INFO `section` of `client`, as fields. */
+async function infoOf(client: Redis, section: string): Promise<Map<string, string>> {
+  const text = await client.info(section);
+  const fields = new Map<string, string>();
+  for (const line of text.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  return fields;
+}
+
+async function commandsOf(client: Redis): Promise<number> {
+  let total = 0;
+  for (const [name, value] of await infoOf(client, 'commandstats')) {
+    if (name === 'cmdstat_info') continue;
+    total += Number(/calls=(\d+)/.exec(value)?.[1] ?? 0);
+  }
+  return total;
+}
+
+async function cpuMicrosOf(client: Redis): Promise<number> {
+  const info = await infoOf(client, 'cpu');
+  return (Number(info.get('used_cpu_user')) + Number(info.get('used_cpu_sys'))) * 1_000_000;
+}
+
 /** A redis-server of the benchmark's own, on a free port, with no persistence: clean figures. */
-export class PrivateRedis {
+export class PrivateRedis implements BenchRedis {
   private constructor(
     readonly port: number,
     private readonly child: ChildProcess,
@@ -114,27 +153,19 @@ export class PrivateRedis {
   }
 
   async info(section: string): Promise<Map<string, string>> {
-    const text = await this.client.info(section);
-    const fields = new Map<string, string>();
-    for (const line of text.split('\r\n')) {
-      const colon = line.indexOf(':');
-      if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1));
-    }
-    return fields;
+    return infoOf(this.client, section);
   }
 
-  /** Commands Redis ran so far, INFO (the benchmark's own probe) left out. */
   async commands(): Promise<number> {
-    let total = 0;
-    for (const [name, value] of await this.info('commandstats')) {
-      if (name === 'cmdstat_info') continue;
-      total += Number(/calls=(\d+)/.exec(value)?.[1] ?? 0);
-    }
-    return total;
+    return commandsOf(this.client);
   }
 
   async usedMemory(): Promise<number> {
     return Number((await this.info('memory')).get('used_memory'));
+  }
+
+  async cpuMicros(): Promise<number> {
+    return cpuMicrosOf(this.client);
   }
 
   async version(): Promise<string> {
@@ -146,6 +177,64 @@ export class PrivateRedis {
     const exited = exitOf(this.child);
     this.child.kill('SIGKILL');
     await exited;
+  }
+}
+
+/** A private three-master Redis Cluster (src/runtime/local-redis-cluster.ts); figures are the sums over its masters. */
+export class ClusterRedis implements BenchRedis {
+  private constructor(
+    private readonly cluster: LocalRedisCluster,
+    private readonly nodes: readonly Redis[],
+  ) {}
+
+  static async start(): Promise<ClusterRedis> {
+    const cluster = await LocalRedisCluster.start(20_000, { onSpawn: track });
+    const nodes = cluster.ports.map((port) => {
+      const node = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+      node.on('error', () => undefined);
+      return node;
+    });
+    return new ClusterRedis(cluster, nodes);
+  }
+
+  get url(): string {
+    return this.cluster.url;
+  }
+
+  /** See LocalRedisCluster.prefixSpreadOver. */
+  prefixSpreadOver(stem: string, partitions: number): Promise<string> {
+    return this.cluster.prefixSpreadOver(stem, partitions);
+  }
+
+  private async sum(read: (node: Redis) => Promise<number>): Promise<number> {
+    return (await Promise.all(this.nodes.map(read))).reduce((total, n) => total + n, 0);
+  }
+
+  commands(): Promise<number> {
+    return this.sum(commandsOf);
+  }
+
+  usedMemory(): Promise<number> {
+    return this.sum(async (node) => Number((await infoOf(node, 'memory')).get('used_memory')));
+  }
+
+  cpuMicros(): Promise<number> {
+    return this.sum(cpuMicrosOf);
+  }
+
+  /** Commands per master so far (how evenly a partitioned deployment spreads). */
+  async commandsPerNode(): Promise<number[]> {
+    return Promise.all(this.nodes.map(commandsOf));
+  }
+
+  async version(): Promise<string> {
+    const [node] = this.nodes;
+    return node === undefined ? 'unknown' : ((await infoOf(node, 'server')).get('redis_version') ?? 'unknown');
+  }
+
+  async stop(): Promise<void> {
+    for (const node of this.nodes) node.disconnect();
+    await this.cluster.stop();
   }
 }
 

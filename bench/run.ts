@@ -5,6 +5,7 @@
 // Only public interfaces are used: the CLI, its YAML configuration, HTTP ingest, Redis INFO.
 //
 //   npm run bench [-- --quick] [--scenario N] [--split [--workers N] [--apis N]] [--baseline naive|none]
+//                 [--cluster] [--partitions N]
 //                 [--concurrency N] [--per-request N] [--batch-size N] [--batch-wait MS] [--scale F] [--soak]
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -14,7 +15,8 @@ import { join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { freePort, Helper, killEverything, PrivateRedis, pollUntil, repoRoot, scratch, ServerProcess, flagstreamBin } from './harness.js';
+import { partitionOf } from '../src/stores/redis-keys.js';
+import { type BenchRedis, ClusterRedis, freePort, Helper, killEverything, PrivateRedis, pollUntil, repoRoot, scratch, ServerProcess, flagstreamBin } from './harness.js';
 import type { LatencySummary, LoadResult, LoadSpec, SinkCounts, SinkKind, SinkReport } from './messages.js';
 
 const usage = `npm run bench [-- options]
@@ -31,6 +33,11 @@ const usage = `npm run bench [-- options]
   --batch-size N       webhook batchSize of every destination (default 5000)
   --batch-wait MS      webhook maxBatchWait (default 1000, the connector's default)
   --scale F            multiply every load by F (the full loads suit a 2-core machine)
+  --cluster            flagstream on a private three-master Redis Cluster (redis+cluster://)
+                       instead of one redis-server; scenarios 1 and 2 then spread their load
+                       over 3 environments (or N with --partitions N) so that partitions have
+                       something to spread; Redis figures are the sums over the masters
+  --partitions N       FLAGSTREAM_REDIS_PARTITIONS=N (implies --cluster when N > 1)
   --soak               scenario 1 paced at half its rate for 10 minutes (1 with --quick), RSS of
                        every process and Redis used_memory sampled every 10 s: flat or growing
   --help               this text
@@ -50,6 +57,8 @@ const { values: args } = parseArgs({
     'batch-size': { type: 'string', default: '5000' },
     'batch-wait': { type: 'string', default: '1000' },
     scale: { type: 'string', default: '1' },
+    cluster: { type: 'boolean', default: false },
+    partitions: { type: 'string', default: '1' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -75,6 +84,14 @@ const concurrency = Math.round(positive('concurrency', args.concurrency, 8));
 const perRequest = Math.round(positive('per-request', args['per-request'], 1000));
 const split = args.split || args.workers !== undefined || args.apis !== undefined;
 const layout = { split, apis: split ? Math.round(positive('apis', args.apis, 1)) : 1, workers: split ? Math.round(positive('workers', args.workers, 1)) : 0 };
+const partitions = Math.round(positive('partitions', args.partitions, 1));
+if (partitions > 64) {
+  console.error('bench: --partitions must be 1 to 64 (FLAGSTREAM_REDIS_PARTITIONS)');
+  process.exit(2);
+}
+const onCluster = args.cluster || partitions > 1;
+/** Environments scenarios 1 and 2 spread their load over: on a cluster, enough for every partition to have one. */
+const spreadEnvironments = onCluster ? Math.max(3, partitions) : 1;
 const onlyScenario = args.scenario === undefined ? undefined : Math.round(positive('scenario', args.scenario, 1));
 if (onlyScenario !== undefined && (onlyScenario < 1 || onlyScenario > 6)) {
   console.error(`bench: --scenario must be 1 to 6\n${usage}`);
@@ -129,7 +146,7 @@ type System = 'flagstream' | 'naive';
 
 interface Deployment {
   readonly system: System;
-  readonly redis: PrivateRedis;
+  readonly redis: BenchRedis;
   readonly processes: readonly ServerProcess[];
   readonly apiUrls: readonly string[];
 }
@@ -154,12 +171,14 @@ function configYaml(environments: readonly EnvironmentConfig[]): string {
 /** Starts a private Redis and the processes of `system` (in the chosen layout) with this configuration. */
 async function deploy(system: System, name: string, environments: readonly EnvironmentConfig[], options: { requestSize: number; env?: Record<string, string> }): Promise<Deployment> {
   const deployStarted = Date.now();
-  const redis = await PrivateRedis.start();
+  // The naive baseline knows one redis-server only.
+  const redis: BenchRedis = system === 'flagstream' && onCluster ? await ClusterRedis.start() : await PrivateRedis.start();
   const file = join(scratch, `${name}.yaml`);
   writeFileSync(file, configYaml(environments));
   const env: Record<string, string> = {
     REDIS_URL: redis.url,
-    FLAGSTREAM_REDIS_PREFIX: 'bench',
+    // On a cluster, a prefix whose partitions are on different masters (as many as there are).
+    FLAGSTREAM_REDIS_PREFIX: redis instanceof ClusterRedis ? await redis.prefixSpreadOver('bench', partitions) : 'bench',
     NAIVE_PREFIX: 'naive',
     HOST: '127.0.0.1',
     ADMIN_TOKEN: adminToken,
@@ -169,6 +188,7 @@ async function deploy(system: System, name: string, environments: readonly Envir
     FLAGSTREAM_LOG_FORMAT: 'json',
     FLAGSTREAM_INGEST_BACKLOG_LIMIT: backlogLimit(options.requestSize),
     FLAGSTREAM_SHUTDOWN_TIMEOUT: '5s',
+    FLAGSTREAM_REDIS_PARTITIONS: String(partitions),
     ...options.env,
   };
   const roles: ('all' | 'api' | 'worker')[] = layout.split ? [...Array<'api'>(layout.apis).fill('api'), ...Array<'worker'>(layout.workers).fill('worker')] : ['all'];
@@ -251,16 +271,14 @@ interface PhaseResult {
   readonly cpuSecondsByProcess: Record<string, number>;
   readonly redisCommandsPerImpression: number;
   readonly redisCpuMicrosPerImpression: number;
+  /** On a cluster (--cluster, --partitions): Redis commands of this phase on each master. */
+  readonly redisCommandsPerNode?: number[];
   readonly peakRssBytes: Record<string, number>;
   /** CPU the benchmark's own processes used on the same cores meanwhile, µs per impression. */
   readonly benchCpuMicrosPerImpression: { loadGenerator: number; sinks: number };
   readonly rssSamples?: { atSeconds: number; rssBytes: Record<string, number>; redisUsedMemory: number }[];
 }
 
-async function redisCpuMicros(redis: PrivateRedis): Promise<number> {
-  const info = await redis.info('cpu');
-  return (Number(info.get('used_cpu_user')) + Number(info.get('used_cpu_sys'))) * 1_000_000;
-}
 
 const helpersCpu = () => ({ loadGenerator: loadGenerator.cpuMicros(), sinks: Object.values(sinks).reduce((sum, s) => sum + s.cpuMicros(), 0) });
 
@@ -274,7 +292,8 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
   await Promise.all(Object.values(sinks).map((sink) => sink.ask('reset', { failing: false })));
   const cpuBefore = new Map(deployment.processes.map((p) => [p.name, p.cpuMicros()]));
   const commandsBefore = await deployment.redis.commands();
-  const redisCpuBefore = await redisCpuMicros(deployment.redis);
+  const redisCpuBefore = await deployment.redis.cpuMicros();
+  const commandsPerNodeBefore = deployment.redis instanceof ClusterRedis ? await deployment.redis.commandsPerNode() : undefined;
   const helpersBefore = helpersCpu();
   const startedAt = Date.now();
   const rssSamples: NonNullable<PhaseResult['rssSamples']> = [];
@@ -331,7 +350,9 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
   }
   const cpuSecondsByProcess = Object.fromEntries(deployment.processes.map((p) => [p.name, (p.cpuMicros() - (cpuBefore.get(p.name) ?? 0)) / 1_000_000]));
   const commands = (await deployment.redis.commands()) - commandsBefore;
-  const redisCpu = (await redisCpuMicros(deployment.redis)) - redisCpuBefore;
+  const redisCpu = (await deployment.redis.cpuMicros()) - redisCpuBefore;
+  const commandsPerNode =
+    deployment.redis instanceof ClusterRedis && commandsPerNodeBefore !== undefined ? (await deployment.redis.commandsPerNode()).map((n, node) => n - (commandsPerNodeBefore[node] ?? 0)) : undefined;
   const helpersAfter = helpersCpu();
   clearInterval(peakSampler);
   if (rssSampler !== undefined) clearInterval(rssSampler);
@@ -390,6 +411,7 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
     cpuSecondsByProcess,
     redisCommandsPerImpression: perImpression(commands),
     redisCpuMicrosPerImpression: perImpression(redisCpu),
+    ...(commandsPerNode === undefined ? {} : { redisCommandsPerNode: commandsPerNode }),
     peakRssBytes: Object.fromEntries(deployment.processes.map((p) => [p.name, p.peakRss()])),
     benchCpuMicrosPerImpression: { loadGenerator: perImpression(helpersAfter.loadGenerator - helpersBefore.loadGenerator), sinks: perImpression(helpersAfter.sinks - helpersBefore.sinks) },
     ...(options.rssEveryMs === undefined ? {} : { rssSamples }),
@@ -409,7 +431,7 @@ interface BacklogResult {
 }
 
 /** used_memory once it has stopped moving: 5 readings 200 ms apart within 64 KiB or 0.5 %. */
-async function settledMemory(redis: PrivateRedis): Promise<number> {
+async function settledMemory(redis: BenchRedis): Promise<number> {
   const readings: number[] = [];
   await pollUntil(
     async () => {
@@ -470,14 +492,31 @@ async function backlogMemory(system: System, impressions: number): Promise<Backl
 
 const tag = (name: string) => `${name}-${randomBytes(3).toString('hex')}`;
 const oneWebhook = (): EnvironmentConfig[] => [{ id: 'env-bench', sdkKey: 'sdk-bench', destinations: [webhook('hook')] }];
+
+/**
+ * `env-bench` with `destinations`, or on a cluster `spreadEnvironments` copies of it whose ids
+ * fall in partition 0, 1, … N-1 in turn (destination ids suffixed: they are unique per deployment).
+ * Every copy sends to the same sinks, so an impression still reaches each kind once.
+ */
+function spread(destinations: (suffix: string) => Record<string, unknown>[]): EnvironmentConfig[] {
+  if (spreadEnvironments === 1) return [{ id: 'env-bench', sdkKey: 'sdk-bench', destinations: destinations('') }];
+  const ids: string[] = [];
+  for (let n = 0; ids.length < spreadEnvironments; n += 1) {
+    const id = `env-bench-${n}`;
+    if (partitionOf(id, partitions) === ids.length % partitions) ids.push(id);
+  }
+  return ids.map((id, index) => ({ id, sdkKey: `sdk-bench-${index}`, destinations: destinations(`-${index}`) }));
+}
+const sdkKeysOf = (environments: readonly EnvironmentConfig[]) => environments.map((e) => e.sdkKey);
 const loadOf = (sdkKeys: readonly string[], total: number, name: string, extra: Partial<LoadSpec> = {}): Omit<LoadSpec, 'targets'> => ({ sdkKeys, perRequest, concurrency, total, tag: tag(name), flag, ...extra });
 
 async function scenarioOne(): Promise<{ full: PhaseResult; halfRate: PhaseResult; pace: number }> {
-  const deployment = await deploy('flagstream', 'scenario-1', oneWebhook(), { requestSize: perRequest });
+  const environments = spread((suffix) => [webhook(`hook${suffix}`)]);
+  const deployment = await deploy('flagstream', 'scenario-1', environments, { requestSize: perRequest });
   try {
-    const full = await measure('1 one webhook', deployment, loadOf(['sdk-bench'], sizes.one, 's1'), { webhook: 1 });
+    const full = await measure('1 one webhook', deployment, loadOf(sdkKeysOf(environments), sizes.one, 's1'), { webhook: 1 });
     const rate = Math.max(1000, Math.round(full.impressionsPerSecond / 2));
-    const halfRate = await measure(`1 half rate (${formatNumber(rate)}/s)`, deployment, loadOf(['sdk-bench'], rate * sizes.halfRateSeconds, 's1-half', { impressionsPerSecond: rate }), { webhook: 1 });
+    const halfRate = await measure(`1 half rate (${formatNumber(rate)}/s)`, deployment, loadOf(sdkKeysOf(environments), rate * sizes.halfRateSeconds, 's1-half', { impressionsPerSecond: rate }), { webhook: 1 });
     return { full, halfRate, pace: rate };
   } finally {
     await undeploy(deployment);
@@ -485,10 +524,10 @@ async function scenarioOne(): Promise<{ full: PhaseResult; halfRate: PhaseResult
 }
 
 async function scenarioFanOut(): Promise<PhaseResult> {
-  const environments = [{ id: 'env-bench', sdkKey: 'sdk-bench', destinations: [webhook('hook'), segment('segment'), s3('s3')] }];
+  const environments = spread((suffix) => [webhook(`hook${suffix}`), segment(`segment${suffix}`), s3(`s3${suffix}`)]);
   const deployment = await deploy('flagstream', 'scenario-2', environments, { requestSize: perRequest });
   try {
-    return await measure('2 fan-out: webhook + segment + s3', deployment, loadOf(['sdk-bench'], sizes.fanOut, 's2'), { webhook: 1, segment: 1, s3: 1 });
+    return await measure('2 fan-out: webhook + segment + s3', deployment, loadOf(sdkKeysOf(environments), sizes.fanOut, 's2'), { webhook: 1, segment: 1, s3: 1 });
   } finally {
     await undeploy(deployment);
   }
@@ -643,7 +682,7 @@ async function main(): Promise<number> {
   const results: Results = {
     version: 1,
     startedAt: started.toISOString(),
-    options: { quick, soak: args.soak, scenario: onlyScenario ?? 'all', layout, baseline: baseline ? 'naive' : 'none', concurrency, perRequest, scale, sizes },
+    options: { quick, soak: args.soak, scenario: onlyScenario ?? 'all', layout, baseline: baseline ? 'naive' : 'none', concurrency, perRequest, scale, sizes, redis: onCluster ? 'cluster' : 'single', partitions, spreadEnvironments },
     machine: {
       cpuModel: cpus()[0]?.model ?? 'unknown',
       cpuCount: cpus().length,
@@ -662,6 +701,7 @@ async function main(): Promise<number> {
   const layoutText = layout.split ? `${layout.apis} × serve --role api + ${layout.workers} × serve --role worker` : 'one serve process (--role all)';
   console.log(`flagstream bench${quick ? ' --quick' : ''}, ${started.toISOString()}`);
   console.log(`machine: ${cpus().length} × ${results.machine.cpuModel}, node ${process.version}, redis ${redisVersion} (private, no persistence), load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  if (onCluster) console.log(`redis: a private three-master Redis Cluster, FLAGSTREAM_REDIS_PARTITIONS=${partitions}; scenarios 1 and 2 over ${spreadEnvironments} environments`);
   console.log(`flagstream: ${layoutText}; load: ${concurrency} requests in flight, Split SDK bulk requests of ${formatNumber(perRequest)} impressions (scenario 4: 10); webhook batches of ${formatNumber(webhookBatch.batchSize)}, ${webhookBatch.maxBatchWait} ms wait`);
   console.log('');
 
@@ -736,6 +776,9 @@ async function main(): Promise<number> {
     rows.push(['flagstream ÷ naive (scenario 1 ÷ 5)', '', '', times(r.impressionsPerSecond), '', '', '', '', '', times(r.cpuMicrosPerImpression, 2), times(r.redisCommandsPerImpression, 3), times(r.redisCpuMicrosPerImpression, 2), times(r.peakRss, 2)]);
   }
   console.log(table(rows, header));
+  for (const phase of results.scenarios) {
+    if (phase.redisCommandsPerNode !== undefined) console.log(`${phase.name}: Redis commands per master ${phase.redisCommandsPerNode.map((n) => formatNumber(n)).join(' / ')}`);
+  }
   console.log('');
   console.log('imp/s: impressions/s delivered to every destination of that kind, first request sent → last delivery; deliveries/s: to all of them together;');
   console.log('while sending: impressions/s delivered (per destination) during the middle half of the time the load generator was sending.');

@@ -40,6 +40,7 @@ export const EnvSchema = z.object({
   FLAGSTREAM_DESTINATION_ALLOWLIST: z.string().default('').describe('Hosts, IPs or CIDRs destinations may reach though not public (private, loopback, reserved…)'),
   FLAGSTREAM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FLAGSTREAM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/).default('flagstream'),
+  FLAGSTREAM_REDIS_PARTITIONS: z.coerce.number().int().min(1).max(64).default(1).describe('Partitions of the data plane (one hash tag each, spread over Redis Cluster masters); fixed for a deployment\'s life'),
   FLAGSTREAM_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024).describe('Largest ingest body, after decompression'),
   FLAGSTREAM_INGEST_BACKLOG_LIMIT: z.coerce.number().int().min(1).default(20_000).describe('Waiting ingest requests (stored batches) above which ingest answers 503'),
   FLAGSTREAM_ROUTING_CONCURRENCY: z.coerce.number().int().min(1).default(64),

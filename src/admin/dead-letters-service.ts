@@ -24,13 +24,35 @@ export interface ReplayReport {
 }
 
 
+/** The dead letters of one partition of the data plane, and the queues a replay of them goes to. */
+export interface DeadLetterPartition {
+  readonly deadLetters: DeadLetterStore;
+  readonly queues: Pick<Queues, 'ingest' | 'delivery'>;
+}
+
+/** A dead letter's id and the partition that holds it. */
+interface Located {
+  readonly id: string;
+  readonly partition: DeadLetterPartition;
+}
+
 /**
  * Listing, inspecting, replaying and purging dead letters; shared by the admin API and the CLI.
  * Replay re-queues the same impressions (same ids, so destinations that dedupe see no
  * duplicates) behind live traffic, and marks each dead letter replayed so a second run does nothing.
+ *
+ * A partitioned deployment keeps each dead letter in its environment's partition: lists merge
+ * the partitions' indexes by time, an id is looked up in each partition (ids are content hashes
+ * and name no partition), and a replay or purge acts in the dead letter's own partition, with
+ * that partition's queues, so each transaction stays on one slot.
  */
-export function createDeadLettersService(deps: { store: DeadLetterStore; queues: Pick<Queues, 'ingest' | 'delivery'>; config: () => ConfigSnapshot; clock: () => number }) {
-  const { store } = deps;
+export function createDeadLettersService(deps: { partitions: readonly DeadLetterPartition[]; config: () => ConfigSnapshot; clock: () => number }) {
+  const { partitions } = deps;
+
+  const locate = async (id: string): Promise<DeadLetterPartition | undefined> => {
+    for (const partition of partitions) if (await partition.deadLetters.exists(id)) return partition;
+    return undefined;
+  };
 
   /**
    * A destination named in a query must exist: configured now, or with dead letters left from
@@ -39,34 +61,45 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
   const requireKnownDestination = async (destinationId: string | undefined): Promise<void> => {
     // `@routing` names the dead letters of impressions that could not be routed: always a valid name.
     if (destinationId === undefined || destinationId === routingStage || deps.config().destinations.has(destinationId)) return;
-    if ((await store.listIds({ destinationId, limit: 1 })).length > 0) return;
+    for (const partition of partitions) if ((await partition.deadLetters.listIds({ destinationId, limit: 1 })).length > 0) return;
     const suggestion = closestName(destinationId, [...deps.config().destinations.keys()]);
     throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no destination "${destinationId}" (none is configured, and none has dead letters)${suggestion === undefined ? '' : `; did you mean ${suggestion}?`}`, {
       field: 'destination',
     });
   };
 
-  /** The ids a replay or purge acts on, checked to exist when named. */
-  const selectIds = async (selection: DeadLetterSelection, defaultStatus?: DeadLetterStatus): Promise<string[]> => {
+  /** The dead letters a replay or purge acts on, with their partitions; checked to exist when named. */
+  const select = async (selection: DeadLetterSelection, defaultStatus?: DeadLetterStatus): Promise<Located[]> => {
     if (selection.ids !== undefined && selection.ids.length > 0) {
-      for (const id of selection.ids) if (!(await store.exists(id))) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
-      return [...selection.ids];
+      const located: Located[] = [];
+      for (const id of selection.ids) {
+        const partition = await locate(id);
+        if (partition === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
+        located.push({ id, partition });
+      }
+      return located;
     }
     if (!selection.all && selection.destinationId === undefined) {
       throw new AppError('FLAGSTREAM_ERR_VALIDATION', 'say which dead letters: ids, a destination, or all', { field: 'destination' });
     }
     await requireKnownDestination(selection.destinationId);
-    return store.listIds({ destinationId: selection.destinationId, since: selection.since, until: selection.until, status: selection.status ?? defaultStatus });
+    const query = { destinationId: selection.destinationId, since: selection.since, until: selection.until, status: selection.status ?? defaultStatus };
+    const perPartition = await Promise.all(partitions.map(async (partition) => (await partition.deadLetters.listIds(query)).map((id) => ({ id, partition }))));
+    return perPartition.flat();
   };
 
   return {
     async list(query: DeadLetterQuery): Promise<DeadLetterSummary[]> {
       await requireKnownDestination(query.destinationId);
-      return store.listSummaries(query);
+      // Each partition's newest `limit`, merged newest first: the newest `limit` overall.
+      const perPartition = await Promise.all(partitions.map((partition) => partition.deadLetters.listSummaries(query)));
+      if (perPartition.length === 1) return perPartition[0] ?? [];
+      const merged = perPartition.flat().sort((a, b) => b.createdAt - a.createdAt || a.id.localeCompare(b.id));
+      return query.limit === undefined ? merged : merged.slice(0, query.limit);
     },
 
     async show(id: string): Promise<DeadLetter> {
-      const letter = await store.get(id);
+      const letter = await (await locate(id))?.deadLetters.get(id);
       if (letter === undefined) throw new AppError('FLAGSTREAM_ERR_NOT_FOUND', `no dead letter "${id}"`, { field: 'id' });
       return letter;
     },
@@ -77,7 +110,8 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
       let impressions = 0;
       const snapshot = deps.config();
       // One dead letter in memory at a time, however many an outage left.
-      for (const id of await selectIds(selection, 'pending')) {
+      for (const { id, partition } of await select(selection, 'pending')) {
+        const store = partition.deadLetters;
         const letter = await store.get(id);
         if (letter === undefined) continue;
         if (letter.status !== 'pending') {
@@ -93,12 +127,12 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
           // Marking, counting and queueing happen in one transaction: a crash leaves either all
           // or none. The job id is derived from the dead letter, so a replay racing this one finds it.
           const jobId = `replay-${letter.id}`;
-          const multi = await queueTransaction(deps.queues.delivery);
+          const multi = await queueTransaction(partition.queues.delivery);
           store.markReplayedIn(multi, letter, deps.clock());
           if (destination === undefined) {
-            await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId: letter.environmentId, impressions: letter.impressions }, opts: { jobId } }]);
+            await addJobsTo(multi, partition.queues.ingest, [{ name: 'impressions', data: { environmentId: letter.environmentId, impressions: letter.impressions }, opts: { jobId } }]);
           } else {
-            await addJobsTo(multi, deps.queues.delivery, [
+            await addJobsTo(multi, partition.queues.delivery, [
               {
                 name: letter.destinationId,
                 data: { destinationId: letter.destinationId, environmentId: letter.environmentId, items: letter.impressions, replayOf: letter.id },
@@ -119,9 +153,14 @@ export function createDeadLettersService(deps: { store: DeadLetterStore; queues:
     },
 
     async purge(selection: DeadLetterSelection & { dryRun?: boolean }): Promise<{ dryRun: boolean; purged: number }> {
-      const ids = await selectIds(selection);
-      if (selection.dryRun) return { dryRun: true, purged: ids.length };
-      return { dryRun: false, purged: await store.remove(ids) };
+      const located = await select(selection);
+      if (selection.dryRun) return { dryRun: true, purged: located.length };
+      let purged = 0;
+      for (const partition of partitions) {
+        const ids = located.filter((letter) => letter.partition === partition).map((letter) => letter.id);
+        if (ids.length > 0) purged += await partition.deadLetters.remove(ids);
+      }
+      return { dryRun: false, purged };
     },
   };
 }

@@ -136,8 +136,8 @@ const chunkBytes = 64 * 1024;
  */
 export function createImpressionsExportService(deps: {
   config: () => ConfigSnapshot;
-  queues: Pick<Queues, 'delivery'>;
-  ledger: LedgerStore;
+  /** The queues and ledger of an environment's partition (FLAGSTREAM_REDIS_PARTITIONS), for backfills. */
+  partitionFor: (environmentId: string) => { readonly queues: Pick<Queues, 'delivery'>; readonly ledger: LedgerStore };
   guard: DestinationGuard;
   clock: () => number;
   openArchive?: (settings: S3Settings) => ArchiveReader;
@@ -304,7 +304,8 @@ export function createImpressionsExportService(deps: {
     const batchSize = Math.max(1, Math.min(limits.batchSize, target.limits?.maxItemsPerRequest ?? limits.batchSize));
     const attempts = target.destination.delivery.retrySchedule.length + 1;
     const runId = `${deps.clock().toString(36)}${randomBytes(4).toString('hex')}`;
-    const queue = deps.queues.delivery;
+    const partition = deps.partitionFor(query.environmentId);
+    const queue = partition.queues.delivery;
     const counts = emptyCounts();
     const notSent: Record<string, number> = {};
     const unfinished: string[] = [];
@@ -355,7 +356,7 @@ export function createImpressionsExportService(deps: {
       const multi = await queueTransaction(queue);
       const data: DeliveryJobData = { destinationId: options.to, environmentId: query.environmentId, items };
       await addJobsTo(multi, queue, [{ name: options.to, data, opts: { jobId, attempts, backoff: { type: 'destination' }, priority: 10 } }]);
-      deps.ledger.countRouted(multi, options.to, query.environmentId, items.length, `routed:${jobId}`);
+      partition.ledger.countRouted(multi, options.to, query.environmentId, items.length, `routed:${jobId}`);
       await execAll(multi);
       unfinished.push(jobId);
       sent += items.length;

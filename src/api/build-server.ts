@@ -32,6 +32,7 @@ import { registerOpenApi } from './openapi.js';
 import { registerMonitoringRoutes } from './routes/monitoring.routes.js';
 import { registerUiRoutes } from './routes/ui.routes.js';
 import { createUiSessions } from './ui-session.js';
+import { monitoringAcross, statsAcross } from '../runtime/partitioned-stores.js';
 
 /** An incoming X-Request-Id is kept when it is a plain token; anything else gets a fresh id. */
 function requestId(request: IncomingMessage): string {
@@ -104,7 +105,7 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
     ctx.outages.absorb(error, 'http');
   });
 
-  const ingest = createIngestService({ queues: serving.queues, redis: serving.redis, ledger: serving.ledger, batches: serving.batches, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
+  const ingest = createIngestService({ stores: serving, redis: serving.redis, metrics: ctx.metrics, backlogLimit: ctx.env.FLAGSTREAM_INGEST_BACKLOG_LIMIT, clock: ctx.clock });
   const configService = createConfigService({ store: serving.configStore, registry: ctx.registry, destinationGuard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST) });
   app.addHook('onResponse', async (request, reply) => {
     const endpoint = request.routeOptions.url;
@@ -117,28 +118,28 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
     windowMs: durationMs(ctx.env.FLAGSTREAM_AUTH_FAILURE_WINDOW, 'FLAGSTREAM_AUTH_FAILURE_WINDOW'),
     clock: ctx.clock,
   });
-  registerIngestRoutes(app, { config: ctx.config, ingest, stats: serving.stats, metrics: ctx.metrics, clock: ctx.clock, authFailures });
+  const stats = statsAcross(serving);
+  registerIngestRoutes(app, { config: ctx.config, ingest, stats, metrics: ctx.metrics, clock: ctx.clock, authFailures });
   const current = () => ctx.config.current();
   const environmentExists = async (environmentId: string) => (await serving.configStore.getEnvironment(environmentId)) !== undefined;
   const subscriptions = createTailSubscriptions({ redis: ctx.redis, keys: ctx.keys, clock: ctx.clock });
   app.addHook('onClose', async () => subscriptions.close());
   const uiSessions = ctx.env.ADMIN_TOKEN === undefined ? undefined : createUiSessions(ctx.env.ADMIN_TOKEN, ctx.clock);
-  registerUiRoutes(app, { adminToken: ctx.env.ADMIN_TOKEN, sessions: uiSessions, authFailures, queues: serving.queues, clock: ctx.clock });
+  registerUiRoutes(app, { adminToken: ctx.env.ADMIN_TOKEN, sessions: uiSessions, authFailures, queues: serving.partitions.map((stores) => stores.queues), clock: ctx.clock });
   registerAdminRoutes(app, {
     adminToken: ctx.env.ADMIN_TOKEN,
     authFailures,
     uiSessions,
     configService,
-    stats: serving.stats,
-    ledger: createLedgerService({ redis: serving.redis, keys: ctx.keys, ledger: serving.ledger, queues: serving.queues }),
-    deadLetters: createDeadLettersService({ store: serving.deadLetters, queues: serving.queues, config: current, clock: ctx.clock }),
-    destinationHealth: createDestinationHealthService({ health: serving.health, deliveryQueue: serving.queues.delivery, config: current, clock: ctx.clock }),
-    deliveryQueue: serving.queues.delivery,
+    stats,
+    ledger: createLedgerService({ partitions: serving.partitions }),
+    deadLetters: createDeadLettersService({ partitions: serving.partitions, config: current, clock: ctx.clock }),
+    destinationHealth: createDestinationHealthService({ partitionFor: serving.partitionFor, config: current, clock: ctx.clock }),
     clock: ctx.clock,
     connectors: () => ctx.registry.list().map(describeConnector),
     moreRoutes: (admin) => {
       registerMonitoringRoutes(admin, {
-        monitoring: createMonitoringService({ store: serving.monitoring, environmentExists, clock: ctx.clock }),
+        monitoring: createMonitoringService({ store: monitoringAcross(serving), environmentExists, clock: ctx.clock }),
         subscriptions,
         environmentExists,
         liveTail: { ...defaultLiveTailLimits, ...options.liveTail },
@@ -146,8 +147,7 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
       registerImpressionRoutes(admin, {
         exports: createImpressionsExportService({
           config: current,
-          queues: serving.queues,
-          ledger: serving.ledger,
+          partitionFor: serving.partitionFor,
           guard: createDestinationGuard(ctx.env.FLAGSTREAM_DESTINATION_ALLOWLIST),
           clock: ctx.clock,
         }),
@@ -187,7 +187,7 @@ export function buildServer(ctx: AppContext, options: ServerOptions = {}): Fasti
       ...(alive.count === 0 ? { warning: 'no worker process is running: impressions are accepted but not routed or delivered until one starts' } : {}),
     });
   });
-  const queueDepths = createQueueDepthSampler({ queues: serving.queues, metrics: ctx.metrics, clock: ctx.clock });
+  const queueDepths = createQueueDepthSampler({ queues: serving.partitions.map((stores) => stores.queues), metrics: ctx.metrics, clock: ctx.clock });
   app.get('/metrics', async (_request, reply) => {
     // A cached sample must not hide an outage: not connected means unknown queue counts.
     const reachable =

@@ -8,10 +8,12 @@ import { ConnectorRegistry } from '../connectors/registry.js';
 import { createLogger } from '../observability/logger.js';
 import { createQueues, type Queues } from '../queues/queues.js';
 import { buildConfigSnapshot, type ConfigSnapshot } from '../runtime/config-snapshot.js';
+import { checkPartitionCount } from '../runtime/partition-count.js';
+import type { Partitioned } from '../runtime/partitioned-stores.js';
 import { createRedisClient } from '../runtime/redis-client.js';
 import { connectRedis, type RedisConnection } from '../runtime/redis-connection.js';
 import { type ConfigStore, createConfigStore, readPlugins } from '../stores/config-store.js';
-import { deploymentKeys, type RedisKeys } from '../stores/redis-keys.js';
+import { deploymentKeys, partitionedKeys, partitionOf, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox, sealedSecrets } from '../stores/secret-box.js';
 
 /** What a command opens: only what it needs, and all of it closed by `close()`, whatever happens. */
@@ -19,12 +21,18 @@ export interface CliSession {
   readonly env: AppEnv;
   readonly logger: Logger;
   readonly redis: Redis;
+  /** Control-plane keys (configuration, plugins); data-plane keys come from `partitionKeys`. */
   readonly keys: RedisKeys;
+  /** The keys of each partition of the data plane (FLAGSTREAM_REDIS_PARTITIONS; index = partition number). */
+  readonly partitionKeys: readonly RedisKeys[];
+  /** Stores built per partition by `build`, and the partition of an environment. */
+  partitioned<T>(build: (keys: RedisKeys, partition: number) => T): Partitioned<T>;
   readonly registry: ConnectorRegistry;
   readonly configStore: ConfigStore;
   /** The configuration as stored now (read once: a command does not follow changes). */
   snapshot(): Promise<ConfigSnapshot>;
-  queues(): Queues;
+  /** The queues of a partition (opened on first use). */
+  queues(partition: number): Queues;
   close(): Promise<void>;
 }
 
@@ -77,9 +85,13 @@ export async function openSession(needs: SessionNeeds): Promise<CliSession> {
   // A malformed key is refused before anything is opened.
   const secrets = needs.secrets ? createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY) : sealedSecrets;
   const connection = await connect(env, logger, false);
-  let queues: Queues | undefined;
+  const queues = new Map<number, Queues>();
   try {
     const keys = deploymentKeys(env.FLAGSTREAM_REDIS_PREFIX, connection.redis);
+    const partitions = env.FLAGSTREAM_REDIS_PARTITIONS;
+    // A command run with another count than the deployment's would read and write the wrong partitions.
+    await checkPartitionCount(connection.redis, env.FLAGSTREAM_REDIS_PREFIX, partitions, { record: false });
+    const partitionKeys = partitionedKeys(env.FLAGSTREAM_REDIS_PREFIX, connection.redis, partitions);
     const registry = new ConnectorRegistry();
     if (needs.plugins !== false) {
       // Plugins stored by an earlier apply, plus those of the file being applied now.
@@ -93,18 +105,26 @@ export async function openSession(needs: SessionNeeds): Promise<CliSession> {
       logger,
       redis: connection.redis,
       keys,
+      partitionKeys,
+      partitioned(build) {
+        const built = partitionKeys.map((partitionKey, partition) => build(partitionKey, partition));
+        return { partitions: built, partitionFor: (environmentId) => built[partitionOf(environmentId, partitions)] as (typeof built)[number] };
+      },
       registry,
       configStore,
       async snapshot() {
         const version = await configStore.version();
         return buildConfigSnapshot(await configStore.listEnvironments(), registry, version);
       },
-      queues() {
-        queues ??= createQueues(connection.redis, keys);
-        return queues;
+      queues(partition) {
+        const partitionKey = partitionKeys[partition];
+        if (partitionKey === undefined) throw new Error(`no partition ${partition}`);
+        let opened = queues.get(partition);
+        if (opened === undefined) queues.set(partition, (opened = createQueues(connection.redis, partitionKey)));
+        return opened;
       },
       async close() {
-        await queues?.close();
+        await Promise.all([...queues.values()].map((opened) => opened.close()));
         await connection.close();
       },
     };

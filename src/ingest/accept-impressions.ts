@@ -5,6 +5,7 @@ import { encodeStoredBatch } from '../domain/stored-batch.js';
 import { AppError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { addJobsTo, execAll, queueTransaction, type Queues } from '../queues/queues.js';
+import type { Partitioned } from '../runtime/partitioned-stores.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 
@@ -27,13 +28,20 @@ interface WaitingRequest {
  * writes it, a routing hold on it and an ingest job naming it has run: a request is enqueued
  * whole or not at all.
  *
- * Group commit: an environment has at most one such transaction in flight; the requests that
+ * Group commit: an environment (so one partition) has at most one such transaction in flight; the requests that
  * arrive meanwhile go together in the next one, under one ingest job. One request alone is
  * written at once, as before; under load, several requests cost one transaction, one job
  * handed over by BullMQ and one routing pass instead of one each (Redis commands and CPU per
  * impression fall with the group's size).
  */
-export function createIngestService(deps: { queues: Queues; redis: Redis; ledger: LedgerStore; batches: StoredBatchStore; metrics: Metrics; backlogLimit: number; clock: () => number }) {
+/** Where an environment's requests are stored and queued: its partition (FLAGSTREAM_REDIS_PARTITIONS). */
+export interface IngestPartition {
+  readonly queues: Queues;
+  readonly ledger: LedgerStore;
+  readonly batches: StoredBatchStore;
+}
+
+export function createIngestService(deps: { stores: Partitioned<IngestPartition>; redis: Redis; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
   /**
    * Requests per commit, averaged over this process's recent commits: the backlog limit counts
@@ -45,8 +53,11 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
 
   const assertBacklogRoom = async (): Promise<void> => {
     const now = deps.clock();
-    // One LLEN-like call per half second at most, whatever the request rate.
-    if (now - backlog.checkedAt > 500) backlog = { waiting: Math.round((await deps.queues.ingest.getWaitingCount()) * requestsPerCommit), checkedAt: now };
+    // One LLEN-like call per partition per half second at most, whatever the request rate; the limit is the deployment's.
+    if (now - backlog.checkedAt > 500) {
+      const waitingJobs = await Promise.all(deps.stores.partitions.map((partition) => partition.queues.ingest.getWaitingCount()));
+      backlog = { waiting: Math.round(waitingJobs.reduce((sum, n) => sum + n, 0) * requestsPerCommit), checkedAt: now };
+    }
     if (backlog.waiting >= deps.backlogLimit) {
       throw new AppError('FLAGSTREAM_ERR_BACKLOG_FULL', `ingest backlog is full (${backlog.waiting} batches waiting); retry later`);
     }
@@ -58,17 +69,18 @@ export function createIngestService(deps: { queues: Queues; redis: Redis; ledger
     // ioredis run the transaction twice.
     const jobId = randomUUID();
     const count = requests.reduce((sum, request) => sum + request.count, 0);
-    const multi = await queueTransaction(deps.queues.ingest);
-    for (const request of requests) deps.batches.writeIn(multi, request.batchId, request.stored);
+    const { queues, batches, ledger } = deps.stores.partitionFor(environmentId);
+    const multi = await queueTransaction(queues.ingest);
+    for (const request of requests) batches.writeIn(multi, request.batchId, request.stored);
     const batchIds = requests.map((request) => request.batchId);
-    await addJobsTo(multi, deps.queues.ingest, [{ name: 'impressions', data: { environmentId, batchIds, count }, opts: { jobId } }]);
-    deps.ledger.countReceived(multi, environmentId, count, `received:${jobId}`);
+    await addJobsTo(multi, queues.ingest, [{ name: 'impressions', data: { environmentId, batchIds, count }, opts: { jobId } }]);
+    ledger.countReceived(multi, environmentId, count, `received:${jobId}`);
     try {
       await execAll(multi);
     } catch (error) {
       // The reply may have been lost after the transaction ran (a dropped connection): its count
       // marker says whether it did. Accepted then; otherwise the clients are told to retry.
-      if (!(await deps.ledger.wasCounted(`received:${jobId}`, 2_000))) throw error;
+      if (!(await ledger.wasCounted(`received:${jobId}`, 2_000))) throw error;
     }
   };
 

@@ -11,18 +11,22 @@ import { createDeadLetterStore, type DeadLetterStore } from '../stores/dead-lett
 import { createHealthStore, type HealthCache, type HealthStore, healthNoticePrefix } from '../stores/health-store.js';
 import { createLedgerStore, type LedgerStore } from '../stores/ledger-store.js';
 import { createMonitoringStore, type MonitoringStore } from '../stores/monitoring-store.js';
-import { deploymentKeys, type RedisKeys } from '../stores/redis-keys.js';
+import { deploymentKeys, partitionedKeys, partitionOf, type RedisKeys } from '../stores/redis-keys.js';
 import { createSecretBox } from '../stores/secret-box.js';
 import { createStatsStore, type StatsStore } from '../stores/stats-store.js';
 import { createStoredBatchStore, type StoredBatchStore } from '../stores/stored-batch-store.js';
 import { type ConfigWatcher, startConfigWatcher } from './config-watcher.js';
+import { checkPartitionCount } from './partition-count.js';
 import { closeConnection, requestConnectionOptions } from './redis-connection.js';
 import { duplicateConnection } from './redis-client.js';
 import { createRedisOutageLog, type RedisOutageLog } from './redis-outage-log.js';
 
-/** The stores and queues over one Redis connection. */
+/** The stores and queues of one partition of the data plane (FLAGSTREAM_REDIS_PARTITIONS), over one Redis connection. */
 export interface Stores {
   readonly redis: Redis;
+  readonly partition: number;
+  /** This partition's keys (data-plane keys under its prefix; control-plane keys as everywhere). */
+  readonly dataKeys: RedisKeys;
   readonly configStore: ConfigStore;
   readonly stats: StatsStore;
   readonly monitoring: MonitoringStore;
@@ -33,17 +37,29 @@ export interface Stores {
   readonly queues: Queues;
 }
 
+/**
+ * The stores of every partition over one connection. Its own fields are partition 0's: the whole
+ * data plane when the deployment is not partitioned. Code that reads or writes an environment's
+ * data takes `partitionFor(environmentId)`; code about the whole deployment walks `partitions`.
+ */
+export interface PartitionedStores extends Stores {
+  /** Index = partition number. */
+  readonly partitions: readonly Stores[];
+  partitionFor(environmentId: string): Stores;
+}
+
 /** Everything the adapters (api, worker, cli) share, built once from real resources and passed down. */
-export interface AppContext extends Stores {
+export interface AppContext extends PartitionedStores {
   readonly env: AppEnv;
   readonly logger: Logger;
+  /** Control-plane keys (configuration, plugins, workers, live tail); data-plane keys come from a partition's `dataKeys`. */
   readonly keys: RedisKeys;
   readonly registry: ConnectorRegistry;
   /**
    * The same stores over a connection that never makes an HTTP request wait on Redis (see
    * `requestConnectionOptions`): the API uses these; workers and the CLI use the patient ones.
    */
-  readonly serving: Stores;
+  readonly serving: PartitionedStores;
   readonly outages: RedisOutageLog;
   readonly config: ConfigWatcher;
   readonly metrics: Metrics;
@@ -68,6 +84,9 @@ export async function createAppContext(deps: {
 }): Promise<AppContext> {
   const { env, logger, redis } = deps;
   const keys = deploymentKeys(env.FLAGSTREAM_REDIS_PREFIX, redis);
+  const partitionCount = env.FLAGSTREAM_REDIS_PARTITIONS;
+  await checkPartitionCount(redis, env.FLAGSTREAM_REDIS_PREFIX, partitionCount, { record: true });
+  const keysOfPartitions = partitionedKeys(env.FLAGSTREAM_REDIS_PREFIX, redis, partitionCount);
   const registry = deps.registry ?? new ConnectorRegistry();
   const clock = deps.clock ?? Date.now;
   const secrets = createSecretBox(env.FLAGSTREAM_ENCRYPTION_KEY);
@@ -80,7 +99,7 @@ export async function createAppContext(deps: {
   const healthCache: HealthCache = new Map();
   const outages = createRedisOutageLog(logger);
   outages.watch(redis, 'main');
-  const storesOver = (connection: Redis): Stores => {
+  const partitionOver = (connection: Redis, partition: number, keys: RedisKeys): Stores => {
     const queues = createQueues(connection, keys);
     for (const queue of [queues.ingest, queues.delivery]) {
       // BullMQ forwards its connection's errors to a queue only when someone listens: listen, so that other errors are seen too.
@@ -91,6 +110,8 @@ export async function createAppContext(deps: {
     const monitoring = createMonitoringStore({ redis: connection, keys, clock, retention: { minutesMs, hoursMs } });
     return {
       redis: connection,
+      partition,
+      dataKeys: keys,
       configStore: createConfigStore({ redis: connection, keys, registry, secrets }),
       stats: createStatsStore({ redis: connection, keys, monitoring }),
       monitoring,
@@ -101,6 +122,11 @@ export async function createAppContext(deps: {
       batches: createStoredBatchStore({ redis: connection, keys, retentionMs: retainMs }),
       queues,
     };
+  };
+  const storesOver = (connection: Redis): PartitionedStores => {
+    const partitions = keysOfPartitions.map((partitionKeys, partition) => partitionOver(connection, partition, partitionKeys));
+    const first = partitions[0] as Stores;
+    return { ...first, partitions, partitionFor: (environmentId) => partitions[partitionOf(environmentId, partitionCount)] ?? first };
   };
   const patient = storesOver(redis);
   const requestRedis = duplicateConnection(redis, requestConnectionOptions);
@@ -134,7 +160,7 @@ export async function createAppContext(deps: {
     clock,
     async close() {
       await config.close();
-      await Promise.all([patient.queues.close(), serving.queues.close()]);
+      await Promise.all([...patient.partitions, ...serving.partitions].map((stores) => stores.queues.close()));
       await closeConnection(requestRedis);
     },
   };

@@ -56,6 +56,8 @@ export interface DeliveryProcessorDeps {
   readonly maxJobCrashes: number;
   /** Bytes of impressions (as JSON) this process delivers at once (FLAGSTREAM_DELIVERY_MEMORY_BYTES). */
   readonly memoryBytes?: number;
+  /** The process's budget, when several processors (one per partition) share it; else one of `memoryBytes`. */
+  readonly budget?: ByteBudget;
 }
 
 /** Assumed size (JSON) of a row not read yet, and of an inline impression. */
@@ -93,7 +95,7 @@ interface CachedClient {
 export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
   const clients = new Map<string, CachedClient>();
   const slots = new DestinationSlots();
-  const budget = new ByteBudget(deps.memoryBytes ?? 32 * 1024 * 1024);
+  const budget = deps.budget ?? new ByteBudget(deps.memoryBytes ?? 32 * 1024 * 1024);
   const jobBytes = (data: DeliveryJobData): number => {
     let bytes = (data.items?.length ?? 0) * unknownRowBytes;
     for (const [batchId, rows] of data.refs ?? []) bytes += countRows(rows) * (deps.batches.bytesPerRow(batchId) ?? unknownRowBytes);

@@ -136,8 +136,7 @@ describe('impressions export and backfill from an s3 archive (s3rver, several ho
     writer = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: s3Credentials });
     service = createImpressionsExportService({
       config: () => app.ctx.config.current(),
-      queues: app.ctx.queues,
-      ledger: app.ctx.ledger,
+      partitionFor: app.ctx.partitionFor,
       guard: createDestinationGuard(['127.0.0.1']),
       clock: app.ctx.clock,
       limits: { batchSize: 4, maxUnfinishedJobs: 2, pollIntervalMs: 20 },
@@ -373,7 +372,7 @@ describe('backfill backpressure: it never runs ahead of the delivery backlog', (
   });
 
   const serviceWith = (limits: Parameters<typeof createImpressionsExportService>[0]['limits']) =>
-    createImpressionsExportService({ config: () => app.ctx.config.current(), queues: app.ctx.queues, ledger: app.ctx.ledger, guard: createDestinationGuard(['127.0.0.1']), clock: app.ctx.clock, limits });
+    createImpressionsExportService({ config: () => app.ctx.config.current(), partitionFor: app.ctx.partitionFor, guard: createDestinationGuard(['127.0.0.1']), clock: app.ctx.clock, limits });
 
   test('with no worker running it stops at either bound, says how to resume, and what it queued is still delivered', async () => {
     const query = { from: 'lake', since: '2026-11-23T00:00:00Z', until: '2026-11-26T00:00:00Z' };

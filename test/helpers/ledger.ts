@@ -3,7 +3,7 @@ import type { TestApp } from './test-app.js';
 
 export function readLedger(app: TestApp): Promise<LedgerReport> {
   const { ctx } = app;
-  return createLedgerService({ redis: ctx.redis, keys: ctx.keys, ledger: ctx.ledger, queues: ctx.queues }).report();
+  return createLedgerService({ partitions: ctx.partitions }).report();
 }
 
 /** Waits until nothing is pending anywhere and the ledger balances: a quiet moment. */

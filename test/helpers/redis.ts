@@ -30,8 +30,11 @@ export async function scanKeys(redis: Redis, pattern: string, onPage: (node: Red
   }
 }
 
-/** Deletes the keys of the deployment `prefix` (hash-tagged on a Cluster). */
+/** Deletes the keys of the deployment `prefix` (hash-tagged on a Cluster), its partitions' included. */
 export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
   // On a Cluster one DEL per key: a multi-key DEL must stay within one slot.
-  await scanKeys(redis, `${deploymentPrefix(prefix, redis.isCluster)}:*`, (node, keys) => (redis.isCluster ? Promise.all(keys.map((key) => node.del(key))) : node.del(...keys)));
+  // Partitions' keys (FLAGSTREAM_REDIS_PARTITIONS > 1) too: `{<prefix>:p<k>}:…`.
+  for (const pattern of [`${deploymentPrefix(prefix, redis.isCluster)}:*`, `{${prefix}:p*}:*`]) {
+    await scanKeys(redis, pattern, (node, keys) => (redis.isCluster ? Promise.all(keys.map((key) => node.del(key))) : node.del(...keys)));
+  }
 }

@@ -126,18 +126,20 @@ export async function startTestApp(
     },
     startWorkers(workerOptions) {
       const workers = startWorkers(ctx, { random: () => 0.5, quickRetries: 0, ...workerOptions });
-      workers.delivery.on('completed', (job, result) => {
-        completedDeliveries.push({ job, result });
-        notify();
-      });
-      workers.delivery.on('failed', (job, error) => {
-        if (job !== undefined) failedDeliveries.push({ job, error, at: Date.now() });
-        notify();
-      });
-      workers.routing.on('completed', (job, result) => {
-        completedRoutings.push({ job, result });
-        notify();
-      });
+      for (const partition of workers.partitions) {
+        partition.delivery.on('completed', (job, result) => {
+          completedDeliveries.push({ job, result });
+          notify();
+        });
+        partition.delivery.on('failed', (job, error) => {
+          if (job !== undefined) failedDeliveries.push({ job, error, at: Date.now() });
+          notify();
+        });
+        partition.routing.on('completed', (job, result) => {
+          completedRoutings.push({ job, result });
+          notify();
+        });
+      }
       app.workers = workers;
       return workers;
     },

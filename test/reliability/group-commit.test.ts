@@ -28,7 +28,7 @@ function request(requestIndex: number, count: number): Impression[] {
 
 function ingestService(app: TestApp): IngestService {
   const { ctx } = app;
-  return createIngestService({ queues: ctx.queues, redis: ctx.redis, ledger: ctx.ledger, batches: ctx.batches, metrics: ctx.metrics, backlogLimit: 1_000, clock: ctx.clock });
+  return createIngestService({ stores: ctx, redis: ctx.redis, metrics: ctx.metrics, backlogLimit: 1_000, clock: ctx.clock });
 }
 
 const environment = (receiverUrl?: string) => ({

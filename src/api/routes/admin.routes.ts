@@ -2,8 +2,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ConfigService } from '../../admin/config-service.js';
 import { type DeadLettersService, parseTimeBound } from '../../admin/dead-letters-service.js';
 import type { DestinationHealthService } from '../../admin/destination-health-service.js';
-import type { Queue } from 'bullmq';
-import type { DeliveryJobData } from '../../queues/queues.js';
 import { DeadLetterSchema } from '../../domain/dead-letter.js';
 import { z } from 'zod';
 import { keyProblems } from '../../admin/validate-configuration.js';
@@ -24,7 +22,6 @@ export interface AdminRouteDeps {
   readonly ledger: LedgerService;
   readonly deadLetters: DeadLettersService;
   readonly destinationHealth: DestinationHealthService;
-  readonly deliveryQueue: Queue<DeliveryJobData>;
   readonly clock: () => number;
   readonly connectors: () => unknown[];
   readonly testDestination: (destinationId: string) => Promise<unknown>;

@@ -16,7 +16,8 @@ export interface UiRouteDeps {
   readonly adminToken: string | undefined;
   readonly sessions: UiSessions | undefined;
   readonly authFailures: AuthFailureLimiter;
-  readonly queues: Queues;
+  /** Each partition's queues (index = partition number). */
+  readonly queues: readonly Queues[];
   readonly clock: () => number;
   /** The bundled dashboard (index.html, app.js, app.css); by default dist/ui of the package. */
   readonly assetsDir?: string;
@@ -70,8 +71,10 @@ export function registerUiRoutes(app: FastifyInstance, deps: UiRouteDeps): void 
       const serverAdapter = new FastifyAdapter();
       serverAdapter.setBasePath('/ui/queues');
       // Read-only: removing a job from the board would drop its impressions without a dead letter.
-      const adapter = (queue: Queues['ingest'] | Queues['delivery']) => new BullMQAdapter(queue, { readOnlyMode: true });
-      createBullBoard({ queues: [adapter(deps.queues.ingest), adapter(deps.queues.delivery)], serverAdapter });
+      // A partitioned deployment's queues share their names: the board tells them apart by `p<k>:`.
+      const adapter = (queue: Queues['ingest'] | Queues['delivery'], partition: number) =>
+        new BullMQAdapter(queue, { readOnlyMode: true, ...(deps.queues.length > 1 ? { prefix: `p${partition}:` } : {}) });
+      createBullBoard({ queues: deps.queues.flatMap((queues, partition) => [adapter(queues.ingest, partition), adapter(queues.delivery, partition)]), serverAdapter });
       await board.register(serverAdapter.registerPlugin(), { prefix: '/ui/queues' });
     });
   });

@@ -3,6 +3,7 @@ import { type ConfigFile, loadConfigFile, pluginsOf, withLines } from '../../adm
 import { createDestinationGuard } from '../../delivery/destination-guard.js';
 import { AppError } from '../../domain/errors.js';
 import { createStatsStore } from '../../stores/stats-store.js';
+import { statsAcross } from '../../runtime/partitioned-stores.js';
 import { openSession } from '../connect.js';
 import { confirm, printChanges, printJson, printTable } from '../output.js';
 
@@ -72,7 +73,7 @@ export async function statsCommand(environmentId: string, options: { json?: bool
   const session = await openSession({ secrets: false, plugins: false });
   try {
     await createConfigService({ store: session.configStore, registry: session.registry, destinationGuard: createDestinationGuard(session.env.FLAGSTREAM_DESTINATION_ALLOWLIST) }).assertEnvironment(environmentId);
-    const flags = await createStatsStore({ redis: session.redis, keys: session.keys }).flagStats(environmentId);
+    const flags = await statsAcross(session.partitioned((keys) => ({ stats: createStatsStore({ redis: session.redis, keys }) }))).flagStats(environmentId);
     if (options.json) return printJson({ environmentId, flags });
     printTable(
       flags.map((f) => ({

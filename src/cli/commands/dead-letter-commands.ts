@@ -21,8 +21,9 @@ async function withService<T>(run: (service: ReturnType<typeof createDeadLetters
   const session = await openSession({ secrets: false, plugins: false });
   try {
     const snapshot = await session.snapshot();
-    const store = createDeadLetterStore({ redis: session.redis, keys: session.keys, retentionMs: durationMs(session.env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION') });
-    const service = createDeadLettersService({ store, queues: session.queues(), config: () => snapshot, clock: Date.now });
+    const retentionMs = durationMs(session.env.FLAGSTREAM_DEAD_LETTER_RETENTION, 'FLAGSTREAM_DEAD_LETTER_RETENTION');
+    const { partitions } = session.partitioned((keys, partition) => ({ deadLetters: createDeadLetterStore({ redis: session.redis, keys, retentionMs }), queues: session.queues(partition) }));
+    const service = createDeadLettersService({ partitions, config: () => snapshot, clock: Date.now });
     return await run(service, Date.now());
   } finally {
     await session.close();

@@ -8,8 +8,8 @@ async function withService<T>(run: (service: ReturnType<typeof createDestination
   const session = await openSession({ secrets: false, plugins: false });
   try {
     const snapshot = await session.snapshot();
-    const health = createHealthStore({ redis: session.redis, keys: session.keys });
-    return await run(createDestinationHealthService({ health, deliveryQueue: session.queues().delivery, config: () => snapshot, clock: Date.now }));
+    const { partitionFor } = session.partitioned((keys, partition) => ({ health: createHealthStore({ redis: session.redis, keys }), queues: session.queues(partition) }));
+    return await run(createDestinationHealthService({ partitionFor, config: () => snapshot, clock: Date.now }));
   } finally {
     await session.close();
   }

@@ -102,12 +102,14 @@ export async function impressionsExport(options: ImpressionsExportOptions): Prom
   // The archive's credentials are needed to read it; plugins, for a backfill target of a plugin type.
   const session = await openSession({ secrets: true, plugins: [] });
   try {
-    const { env, redis, keys } = session;
+    const { env, redis } = session;
     const snapshot = await session.snapshot();
     const service = createImpressionsExportService({
       config: () => snapshot,
-      queues: session.queues(),
-      ledger: createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
+      partitionFor: session.partitioned((keys, partition) => ({
+        queues: session.queues(partition),
+        ledger: createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') + 86_400_000 }),
+      })).partitionFor,
       guard: createDestinationGuard(env.FLAGSTREAM_DESTINATION_ALLOWLIST),
       clock: Date.now,
     });

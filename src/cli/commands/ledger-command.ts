@@ -9,9 +9,10 @@ export async function ledgerCommand(options: { json?: boolean; environment?: str
   // Counts and queues only: no secret, no plugin.
   const session = await openSession({ secrets: false, plugins: false });
   try {
-    const { env, redis, keys } = session;
-    const ledger = createLedgerStore({ redis, keys, markerTtlMs: durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE') });
-    const report = await createLedgerService({ redis, keys, ledger, queues: session.queues() }).report({ environmentId: options.environment });
+    const { env, redis } = session;
+    const markerTtlMs = durationMs(env.FLAGSTREAM_MAX_DELIVERY_AGE, 'FLAGSTREAM_MAX_DELIVERY_AGE');
+    const { partitions } = session.partitioned((keys, partition) => ({ redis, dataKeys: keys, ledger: createLedgerStore({ redis, keys, markerTtlMs }), queues: session.queues(partition) }));
+    const report = await createLedgerService({ partitions }).report({ environmentId: options.environment });
     if (options.json) return printJson(report);
     const rows: Record<string, unknown>[] = [];
     for (const environment of report.environments) {

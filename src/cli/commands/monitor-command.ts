@@ -1,6 +1,7 @@
 import { createMonitoringService, type FlagSeries, type MonitoringReport } from '../../admin/monitoring-service.js';
 import { durationMs } from '../../runtime/app-context.js';
 import { createMonitoringStore } from '../../stores/monitoring-store.js';
+import { monitoringAcross } from '../../runtime/partitioned-stores.js';
 import { openSession } from '../connect.js';
 import { printJson, printTable } from '../output.js';
 
@@ -39,12 +40,12 @@ function rows(flag: FlagSeries): Record<string, unknown>[] {
 export async function monitorCommand(environmentId: string, flag: string | undefined, options: { since?: string; until?: string; step?: string; json?: boolean }): Promise<void> {
   const session = await openSession({ secrets: false, plugins: false });
   try {
-    const { env, redis, keys, configStore } = session;
+    const { env, redis, configStore } = session;
     const retention = {
       minutesMs: durationMs(env.FLAGSTREAM_MONITOR_MINUTES_RETENTION, 'FLAGSTREAM_MONITOR_MINUTES_RETENTION'),
       hoursMs: durationMs(env.FLAGSTREAM_MONITOR_HOURS_RETENTION, 'FLAGSTREAM_MONITOR_HOURS_RETENTION'),
     };
-    const store = createMonitoringStore({ redis, keys, clock: Date.now, retention });
+    const store = monitoringAcross(session.partitioned((keys) => ({ monitoring: createMonitoringStore({ redis, keys, clock: Date.now, retention }) })));
     const monitoring = createMonitoringService({ store, environmentExists: async (id) => (await configStore.getEnvironment(id)) !== undefined, clock: Date.now });
     const report = await monitoring.series({ environmentId, flag, since: options.since, until: options.until, step: options.step });
     if (options.json) return printJson(report);

@@ -33,14 +33,15 @@ export function shutdownPlan(boundMs: number) {
   };
 }
 
-/** Ready once both workers have their connections and while both run (BullMQ stops one whose start failed for good). */
+/** Ready once every worker (two per partition) has its connection and while all run (BullMQ stops one whose start failed for good). */
 function workersReadiness(workers: RunningWorkers): () => 'ok' | 'starting' | 'stopped' {
   let started = false;
-  Promise.all([workers.routing.waitUntilReady(), workers.delivery.waitUntilReady()]).then(
+  const all = workers.partitions.flatMap((partition) => [partition.routing, partition.delivery]);
+  Promise.all(all.map((worker) => worker.waitUntilReady())).then(
     () => (started = true),
     () => undefined,
   );
-  return () => (!started ? 'starting' : workers.routing.isRunning() && workers.delivery.isRunning() ? 'ok' : 'stopped');
+  return () => (!started ? 'starting' : all.every((worker) => worker.isRunning()) ? 'ok' : 'stopped');
 }
 
 /** `flagstream serve`: API and workers in one process, or one role so each scales on its own. */
