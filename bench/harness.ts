@@ -89,6 +89,8 @@ export interface BenchRedis {
   readonly url: string;
   /** Commands Redis ran so far, INFO (the benchmark's own probe) left out. */
   commands(): Promise<number>;
+  /** The same per command name. */
+  commandCalls(): Promise<Map<string, number>>;
   usedMemory(): Promise<number>;
   /** CPU time Redis used so far (user + system), µs. */
   cpuMicros(): Promise<number>;
@@ -107,12 +109,25 @@ async function infoOf(client: Redis, section: string): Promise<Map<string, strin
   return fields;
 }
 
-async function commandsOf(client: Redis): Promise<number> {
-  let total = 0;
+/** Calls so far per command (`INFO commandstats`; INFO itself, the benchmark's probe, left out). */
+async function commandCallsOf(client: Redis): Promise<Map<string, number>> {
+  const calls = new Map<string, number>();
   for (const [name, value] of await infoOf(client, 'commandstats')) {
     if (name === 'cmdstat_info') continue;
-    total += Number(/calls=(\d+)/.exec(value)?.[1] ?? 0);
+    calls.set(name.replace(/^cmdstat_/, ''), Number(/calls=(\d+)/.exec(value)?.[1] ?? 0));
   }
+  return calls;
+}
+
+async function commandsOf(client: Redis): Promise<number> {
+  let total = 0;
+  for (const count of (await commandCallsOf(client)).values()) total += count;
+  return total;
+}
+
+function sumCalls(maps: readonly Map<string, number>[]): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const calls of maps) for (const [name, count] of calls) total.set(name, (total.get(name) ?? 0) + count);
   return total;
 }
 
@@ -158,6 +173,10 @@ export class PrivateRedis implements BenchRedis {
 
   async commands(): Promise<number> {
     return commandsOf(this.client);
+  }
+
+  async commandCalls(): Promise<Map<string, number>> {
+    return commandCallsOf(this.client);
   }
 
   async usedMemory(): Promise<number> {
@@ -212,6 +231,10 @@ export class ClusterRedis implements BenchRedis {
 
   commands(): Promise<number> {
     return this.sum(commandsOf);
+  }
+
+  async commandCalls(): Promise<Map<string, number>> {
+    return sumCalls(await Promise.all(this.nodes.map(commandCallsOf)));
   }
 
   usedMemory(): Promise<number> {

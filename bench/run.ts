@@ -273,6 +273,8 @@ interface PhaseResult {
   readonly redisCpuMicrosPerImpression: number;
   /** On a cluster (--cluster, --partitions): Redis commands of this phase on each master. */
   readonly redisCommandsPerNode?: number[];
+  /** The ten most frequent commands (those inside Lua scripts included), calls per impression. */
+  readonly redisTopCommandsPerImpression: Record<string, number>;
   readonly peakRssBytes: Record<string, number>;
   /** CPU the benchmark's own processes used on the same cores meanwhile, µs per impression. */
   readonly benchCpuMicrosPerImpression: { loadGenerator: number; sinks: number };
@@ -291,7 +293,8 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
   const kinds = Object.keys(fanOut) as SinkKind[];
   await Promise.all(Object.values(sinks).map((sink) => sink.ask('reset', { failing: false })));
   const cpuBefore = new Map(deployment.processes.map((p) => [p.name, p.cpuMicros()]));
-  const commandsBefore = await deployment.redis.commands();
+  const callsBefore = await deployment.redis.commandCalls();
+  const commandsBefore = [...callsBefore.values()].reduce((a, b) => a + b, 0);
   const redisCpuBefore = await deployment.redis.cpuMicros();
   const commandsPerNodeBefore = deployment.redis instanceof ClusterRedis ? await deployment.redis.commandsPerNode() : undefined;
   const helpersBefore = helpersCpu();
@@ -349,7 +352,14 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
     await loading;
   }
   const cpuSecondsByProcess = Object.fromEntries(deployment.processes.map((p) => [p.name, (p.cpuMicros() - (cpuBefore.get(p.name) ?? 0)) / 1_000_000]));
-  const commands = (await deployment.redis.commands()) - commandsBefore;
+  const callsAfter = await deployment.redis.commandCalls();
+  const commands = [...callsAfter.values()].reduce((a, b) => a + b, 0) - commandsBefore;
+  // The commands that cost the most, per impression: where Redis round trips go.
+  const topCommands = [...callsAfter]
+    .map(([command, calls]) => [command, calls - (callsBefore.get(command) ?? 0)] as const)
+    .filter(([, calls]) => calls > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 10);
   const redisCpu = (await deployment.redis.cpuMicros()) - redisCpuBefore;
   const commandsPerNode =
     deployment.redis instanceof ClusterRedis && commandsPerNodeBefore !== undefined ? (await deployment.redis.commandsPerNode()).map((n, node) => n - (commandsPerNodeBefore[node] ?? 0)) : undefined;
@@ -410,6 +420,7 @@ async function measure(name: string, deployment: Deployment, spec: Omit<LoadSpec
     cpuMicrosPerImpression: perImpression(Object.values(cpuSecondsByProcess).reduce((a, b) => a + b, 0) * 1_000_000),
     cpuSecondsByProcess,
     redisCommandsPerImpression: perImpression(commands),
+    redisTopCommandsPerImpression: Object.fromEntries(topCommands.map(([command, calls]) => [command, perImpression(calls)])),
     redisCpuMicrosPerImpression: perImpression(redisCpu),
     ...(commandsPerNode === undefined ? {} : { redisCommandsPerNode: commandsPerNode }),
     peakRssBytes: Object.fromEntries(deployment.processes.map((p) => [p.name, p.peakRss()])),
@@ -777,6 +788,7 @@ async function main(): Promise<number> {
   }
   console.log(table(rows, header));
   for (const phase of results.scenarios) {
+    console.log(`${phase.name}: Redis commands per impression, most frequent: ${Object.entries(phase.redisTopCommandsPerImpression).map(([command, n]) => `${command} ${formatNumber(n, 4)}`).join(', ')}`);
     if (phase.redisCommandsPerNode !== undefined) console.log(`${phase.name}: Redis commands per master ${phase.redisCommandsPerNode.map((n) => formatNumber(n)).join(' / ')}`);
   }
   console.log('');
