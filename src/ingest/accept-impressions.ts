@@ -4,7 +4,7 @@ import type { Impression } from '../domain/impression.js';
 import { encodeStoredBatch } from '../domain/stored-batch.js';
 import { AppError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import { addJobsTo, execAll, queueTransaction, type Queues } from '../queues/queues.js';
+import { addJobsTo, execAll, ingestJobBatchIds, queueTransaction, type Queues } from '../queues/queues.js';
 import type { Partitioned } from '../runtime/partitioned-stores.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
@@ -13,6 +13,24 @@ export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
 
 /** The most requests, and impressions, one commit takes: bounds what one routing job reads. */
 export const commitLimits = { requests: 16, impressions: 20_000 } as const;
+
+/** Waiting ingest jobs whose sizes stand for the rest when the backlog is counted. */
+const backlogSample = 20;
+
+/**
+ * Requests (stored batches) waiting to be routed: waiting jobs × the requests per job of the
+ * newest few. The limit counts requests, a job holds a commit's worth, and reading every job
+ * would cost a call each. While nothing is routed the figure stays put, so a full backlog stays
+ * refused.
+ */
+async function waitingRequests(queues: Queues): Promise<number> {
+  const jobs = await queues.ingest.getWaitingCount();
+  if (jobs === 0) return 0;
+  const newest = await queues.ingest.getWaiting(0, backlogSample - 1);
+  if (newest.length === 0) return jobs;
+  const requests = newest.reduce((sum, job) => sum + Math.max(1, ingestJobBatchIds(job.data).length), 0);
+  return Math.round((jobs * requests) / newest.length);
+}
 
 /** A request stored and waiting for its commit. */
 interface WaitingRequest {
@@ -43,20 +61,15 @@ export interface IngestPartition {
 
 export function createIngestService(deps: { stores: Partitioned<IngestPartition>; redis: Redis; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
-  /**
-   * Requests per commit, averaged over this process's recent commits: the backlog limit counts
-   * requests (stored batches) waiting, and the queue only tells jobs.
-   */
-  let requestsPerCommit = 1;
   /** Per environment: requests waiting for the commit after the one in flight. */
   const waiting = new Map<string, WaitingRequest[]>();
 
   const assertBacklogRoom = async (): Promise<void> => {
     const now = deps.clock();
-    // One LLEN-like call per partition per half second at most, whatever the request rate; the limit is the deployment's.
+    // Read per partition every half second at most, whatever the request rate; the limit is the deployment's.
     if (now - backlog.checkedAt > 500) {
-      const waitingJobs = await Promise.all(deps.stores.partitions.map((partition) => partition.queues.ingest.getWaitingCount()));
-      backlog = { waiting: Math.round(waitingJobs.reduce((sum, n) => sum + n, 0) * requestsPerCommit), checkedAt: now };
+      const waiting = await Promise.all(deps.stores.partitions.map((partition) => waitingRequests(partition.queues)));
+      backlog = { waiting: waiting.reduce((sum, n) => sum + n, 0), checkedAt: now };
     }
     if (backlog.waiting >= deps.backlogLimit) {
       throw new AppError('FLAGSTREAM_ERR_BACKLOG_FULL', `ingest backlog is full (${backlog.waiting} batches waiting); retry later`);
@@ -94,7 +107,6 @@ export function createIngestService(deps: { stores: Partitioned<IngestPartition>
         take += 1;
       }
       const group = queue.splice(0, take);
-      requestsPerCommit = 0.7 * requestsPerCommit + 0.3 * group.length;
       try {
         await commit(environmentId, group);
         // Counted until the next look at the queue, so a burst cannot overshoot the limit in between.

@@ -55,7 +55,7 @@ describe('overload with the destination down', () => {
     await pollUntil(() => flood.sent.length >= sentAtLimit + 100, { timeoutMs: 60_000, what: '100 more requests against the full backlog' });
     const floodPeaks = await samplePeakRss([api], flood.stop());
     const waitingAfter = await waitingRequests();
-    // The limit is checked against waiting jobs × the API's recent requests per commit: near it, not exact.
+    // The limit is checked against waiting jobs × the requests per job of the newest few: near it, not exact.
     assert.ok(waitingAtLimit >= backlogLimit * 0.75 && waitingAtLimit <= backlogLimit * 1.5, `the backlog stopped near its limit of ${backlogLimit} (${waitingAtLimit} requests waiting)`);
     assert.equal(waitingAfter, waitingAtLimit, 'once full, the backlog does not grow');
     assert.deepEqual(flood.sent.slice(sentAtLimit).map((r) => r.status).filter((s) => s !== 503), [], 'past the limit every request is refused with 503');
