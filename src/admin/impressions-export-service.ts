@@ -12,6 +12,7 @@ import type { ConfigSnapshot, RuntimeDestination } from '../runtime/config-snaps
 import type { LedgerStore } from '../stores/ledger-store.js';
 import { parseTimeBound } from './dead-letters-service.js';
 import { type ArchivedRow, type ArchiveReader, archiveFormatOf, createS3ArchiveReader, impressionFromArchivedRow, readArchivedRow } from './impressions-archive.js';
+import { onceName } from '../stores/once-marks.js';
 
 const timeBound = z.union([z.string(), z.number().int().nonnegative()]);
 
@@ -356,7 +357,7 @@ export function createImpressionsExportService(deps: {
       const multi = await queueTransaction(queue);
       const data: DeliveryJobData = { destinationId: options.to, environmentId: query.environmentId, items };
       await addJobsTo(multi, queue, [{ name: options.to, data, opts: { jobId, attempts, backoff: { type: 'destination' }, priority: 10 } }]);
-      partition.ledger.countRouted(multi, options.to, query.environmentId, items.length, `routed:${jobId}`);
+      partition.ledger.countRouted(multi, options.to, query.environmentId, items.length, onceName(jobId, 'routed'));
       await execAll(multi);
       unfinished.push(jobId);
       sent += items.length;

@@ -8,6 +8,7 @@ import { addJobsTo, execAll, ingestJobBatchIds, queueTransaction, type Queues } 
 import type { Partitioned } from '../runtime/partitioned-stores.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
+import { onceName } from '../stores/once-marks.js';
 
 export type IngestSource = 'split_sdk' | 'split_webhook' | 'native';
 
@@ -87,13 +88,13 @@ export function createIngestService(deps: { stores: Partitioned<IngestPartition>
     for (const request of requests) batches.writeIn(multi, request.batchId, request.stored);
     const batchIds = requests.map((request) => request.batchId);
     await addJobsTo(multi, queues.ingest, [{ name: 'impressions', data: { environmentId, batchIds, count }, opts: { jobId } }]);
-    ledger.countReceived(multi, environmentId, count, `received:${jobId}`);
+    ledger.countReceived(multi, environmentId, count, onceName(jobId, 'received'));
     try {
       await execAll(multi);
     } catch (error) {
       // The reply may have been lost after the transaction ran (a dropped connection): its count
       // marker says whether it did. Accepted then; otherwise the clients are told to retry.
-      if (!(await ledger.wasCounted(`received:${jobId}`, 2_000))) throw error;
+      if (!(await ledger.wasCounted(onceName(jobId, 'received'), 2_000))) throw error;
     }
   };
 

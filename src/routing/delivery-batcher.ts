@@ -7,6 +7,7 @@ import type { RuntimeDestination } from '../runtime/config-snapshot.js';
 import type { LedgerStore } from '../stores/ledger-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 import type { StagingBuffer } from './staging-buffer.js';
+import { onceName } from '../stores/once-marks.js';
 
 /**
  * One routing job's share for one destination: rows of its stored batches, read through `view`.
@@ -182,8 +183,8 @@ export class DeliveryBatcher {
     const flushId = randomUUID();
     const view = batch.view ?? { labels: true, trafficTypes: {} };
     const account = (multi: ChainableCommander) => {
-      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.count, `routed:${flushId}`);
-      this.options.batches.retainIn(multi, `routed:${flushId}`, rowsPerBatch([...batch.refs].map(([batchId, rows]) => [batchId, rows.length])));
+      this.options.ledger.countRouted(multi, destinationId, batch.environmentId, batch.count, onceName(flushId, 'routed'));
+      this.options.batches.retainIn(multi, onceName(flushId, 'routed'), rowsPerBatch([...batch.refs].map(([batchId, rows]) => [batchId, rows.length])));
       for (const jobId of batch.routingJobIds) this.options.ledger.markShareWritten(multi, jobId, destinationId);
     };
     if (batch.staged) {

@@ -1,4 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
+import type { OnceName } from './once-marks.js';
 import type { RedisKeys } from './redis-keys.js';
 
 /**
@@ -40,14 +41,14 @@ export interface LedgerStore {
   /** The hash a dead letter or replay of `scope` counts in. */
   hashOf(scope: LedgerScope): string;
   /*
-   * The count* methods queue a count on `multi` that applies once per `onceKey`, however often
+   * The count* methods queue a count on `multi` that applies once per `name`, however often
    * the transaction runs: ioredis re-sends a transaction whose reply was lost when it reconnects,
    * so a transaction may run twice, and its writes must not count twice.
    */
-  countReceived(multi: ChainableCommander, environmentId: string, count: number, onceKey: string): void;
+  countReceived(multi: ChainableCommander, environmentId: string, count: number, name: OnceName): void;
   /** Impressions written into delivery jobs (or the staging buffer) for a destination. */
-  countRouted(multi: ChainableCommander, destinationId: string, environmentId: string, count: number, onceKey: string): void;
-  countSettled(multi: ChainableCommander, destinationId: string, environmentId: string, delivered: number, skipped: number, onceKey: string): void;
+  countRouted(multi: ChainableCommander, destinationId: string, environmentId: string, count: number, name: OnceName): void;
+  countSettled(multi: ChainableCommander, destinationId: string, environmentId: string, delivered: number, skipped: number, name: OnceName): void;
   /**
    * Marks a delivery job finished (in its last settlement), so that the job, added again by a
    * re-sent transaction after it completed and was removed, does nothing.
@@ -65,35 +66,42 @@ export interface LedgerStore {
   /** Whether a routing job's outcome was recorded (it finished routing once). */
   routingRecorded(routingJobId: string): Promise<boolean>;
   /**
-   * Runs `write` once per `onceKey` however often it is called, for side effects that are not
+   * Runs `write` once per `name` however often it is called, for side effects that are not
    * counts (traffic stats): claimed before, released when `write` throws so a retry runs it again.
    * A crash in the middle leaves it claimed: such a write is lost, never doubled.
    */
-  once(onceKey: string, write: () => Promise<void>): Promise<void>;
+  once(name: OnceName, write: () => Promise<void>): Promise<void>;
   /**
-   * Whether the transaction that counted with `onceKey` ran, asked once Redis answers again
+   * Whether the transaction that counted with `name` ran, asked once Redis answers again
    * (at most `waitMs`): for a caller whose reply was lost. False when it cannot tell.
    */
-  wasCounted(onceKey: string, waitMs: number): Promise<boolean>;
+  wasCounted(name: OnceName, waitMs: number): Promise<boolean>;
   environments(): Promise<EnvironmentCounts[]>;
   destinations(): Promise<DestinationCounts[]>;
 }
 
-// Markers outlive any retry of the job they belong to (the delivery age bounds those).
+// Marks (fields of the id's once hash, stores/once-marks.ts) outlive any retry of the job they
+// belong to (the delivery age bounds those). KEYS[1] once hash; ARGV[1] its ttl.
 const recordRoutingScript = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+if redis.call('HSETNX', KEYS[1], 'l:done', '1') == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'routed', ARGV[3])
 for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], 'dropped:' .. ARGV[i], ARGV[i + 1]) end
 return 1`;
 
-// Counts `field n` pairs into a hash (and its id into an index) unless the marker says this
-// transaction already ran.
+// Counts `field n` pairs into a hash (and its id into an index) unless the mark says this
+// transaction already ran. KEYS[1] once hash, ARGV[1] the mark, ARGV[2] the hash's ttl.
 const countOnceScript = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
-redis.call('SADD', KEYS[3], ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1`;
+
+/** The ledger's marks in an id's once hash (the batch store has its own, `b:`). */
+const ledgerMark = (mark: string) => `l:${mark}`;
+const shareMark = (destinationId: string) => `l:share:${destinationId}`;
 
 type CountOnce = { flagstreamCountOnce(...args: (string | number)[]): ChainableCommander };
 type RecordRouting = { flagstreamRecordRouting(...args: (string | number)[]): Promise<number> };
@@ -105,62 +113,67 @@ export function createLedgerStore(deps: { redis: Redis; keys: RedisKeys; markerT
   const ttl = String(markerTtlMs);
   redis.defineCommand('flagstreamCountOnce', { numberOfKeys: 3, lua: countOnceScript });
   redis.defineCommand('flagstreamRecordRouting', { numberOfKeys: 3, lua: recordRoutingScript });
-  const countOnce = (multi: ChainableCommander, onceKey: string, hash: string, index: string, member: string, counts: readonly (readonly [string, number])[]) => {
+  const countOnce = (multi: ChainableCommander, name: OnceName, hash: string, index: string, member: string, counts: readonly (readonly [string, number])[]) => {
     const fields = counts.filter(([, n]) => n !== 0).flatMap(([field, n]) => [field, n]);
-    if (fields.length > 0) (multi as ChainableCommander & CountOnce).flagstreamCountOnce(keys.ledgerOnce(onceKey), hash, index, markerTtlMs, member, ...fields);
+    if (fields.length > 0) (multi as ChainableCommander & CountOnce).flagstreamCountOnce(keys.onceMarks(name.id), hash, index, ledgerMark(name.mark), markerTtlMs, member, ...fields);
   };
   return {
     hashOf(scope) {
       return scope.destinationId === undefined ? keys.ledgerEnvironment(scope.environmentId) : keys.ledgerDestination(scope.destinationId);
     },
-    countReceived(multi, environmentId, count, onceKey) {
-      countOnce(multi, onceKey, keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, environmentId, [['received', count]]);
+    countReceived(multi, environmentId, count, name) {
+      countOnce(multi, name, keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, environmentId, [['received', count]]);
     },
-    countRouted(multi, destinationId, environmentId, count, onceKey) {
+    countRouted(multi, destinationId, environmentId, count, name) {
       multi.hset(keys.ledgerDestination(destinationId), { environmentId });
-      countOnce(multi, onceKey, keys.ledgerDestination(destinationId), keys.ledgerDestinations, destinationId, [['routed', count]]);
+      countOnce(multi, name, keys.ledgerDestination(destinationId), keys.ledgerDestinations, destinationId, [['routed', count]]);
     },
-    countSettled(multi, destinationId, environmentId, delivered, skipped, onceKey) {
+    countSettled(multi, destinationId, environmentId, delivered, skipped, name) {
       if (delivered === 0 && skipped === 0) return;
       multi.hset(keys.ledgerDestination(destinationId), { environmentId });
-      countOnce(multi, onceKey, keys.ledgerDestination(destinationId), keys.ledgerDestinations, destinationId, [
+      countOnce(multi, name, keys.ledgerDestination(destinationId), keys.ledgerDestinations, destinationId, [
         ['delivered', delivered],
         ['skipped', skipped],
       ]);
     },
     markDeliveryFinished(multi, jobId) {
-      multi.set(keys.deliveryFinished(jobId), '1', 'PX', markerTtlMs);
+      multi.hset(keys.onceMarks(jobId), { [ledgerMark('finished')]: '1' }).pexpire(keys.onceMarks(jobId), markerTtlMs);
     },
     async isDeliveryFinished(jobId) {
-      return (await redis.exists(keys.deliveryFinished(jobId))) === 1;
+      return (await redis.hexists(keys.onceMarks(jobId), ledgerMark('finished'))) === 1;
     },
     markShareWritten(multi, routingJobId, destinationId) {
-      multi.sadd(keys.ledgerRoutingShares(routingJobId), destinationId).pexpire(keys.ledgerRoutingShares(routingJobId), markerTtlMs);
+      multi.hset(keys.onceMarks(routingJobId), { [shareMark(destinationId)]: '1' }).pexpire(keys.onceMarks(routingJobId), markerTtlMs);
     },
     async sharesWritten(routingJobId) {
-      // Bounded: at most the environment's destinations.
-      return new Set(await redis.smembers(keys.ledgerRoutingShares(routingJobId)));
+      // Bounded: the job's marks, a few plus one per destination of its environment.
+      const marks = await redis.hkeys(keys.onceMarks(routingJobId));
+      const prefix = shareMark('');
+      return new Set(marks.filter((mark) => mark.startsWith(prefix)).map((mark) => mark.slice(prefix.length)));
     },
     async routingRecorded(routingJobId) {
-      return (await redis.exists(keys.ledgerRoutingDone(routingJobId))) === 1;
+      return (await redis.hexists(keys.onceMarks(routingJobId), ledgerMark('done'))) === 1;
     },
     async recordRouting(routingJobId, environmentId, routed, dropped) {
       const args = [ttl, environmentId, String(routed)];
       for (const [reason, count] of dropped) args.push(reason, String(count));
-      const first = await (redis as Redis & RecordRouting).flagstreamRecordRouting(keys.ledgerRoutingDone(routingJobId), keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, ...args);
+      const first = await (redis as Redis & RecordRouting).flagstreamRecordRouting(keys.onceMarks(routingJobId), keys.ledgerEnvironment(environmentId), keys.ledgerEnvironments, ...args);
       return first === 1;
     },
-    async once(onceKey, write) {
-      const key = keys.ledgerOnce(onceKey);
-      if ((await redis.set(key, '1', 'PX', markerTtlMs, 'NX')) !== 'OK') return;
+    async once(name, write) {
+      const key = keys.onceMarks(name.id);
+      const mark = ledgerMark(name.mark);
+      const [[claimError, claimed] = [null, 0]] = (await redis.multi().hsetnx(key, mark, '1').pexpire(key, markerTtlMs).exec()) ?? [];
+      if (claimError) throw claimError;
+      if (claimed !== 1) return;
       try {
         await write();
       } catch (error) {
-        await redis.del(key).catch(() => undefined);
+        await redis.hdel(key, mark).catch(() => undefined);
         throw error;
       }
     },
-    async wasCounted(onceKey, waitMs) {
+    async wasCounted(name, waitMs) {
       if (redis.status !== 'ready') {
         await new Promise<void>((resolve) => {
           const done = () => {
@@ -172,7 +185,7 @@ export function createLedgerStore(deps: { redis: Redis; keys: RedisKeys; markerT
           redis.once('ready', done);
         });
       }
-      return redis.exists(keys.ledgerOnce(onceKey)).then(
+      return redis.hexists(keys.onceMarks(name.id), ledgerMark(name.mark)).then(
         (found) => found === 1,
         () => false,
       );

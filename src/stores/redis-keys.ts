@@ -71,11 +71,11 @@ export function redisKeys(prefix: string, data: string = prefix) {
     stagingClaimed: (claimId: string) => `${data}:staging:claimed:${claimId}`,
     stagingClaimedIndex: `${data}:staging:claimed`,
     stagingAppended: (appendId: string) => `${data}:staging:appended:${appendId}`,
-    deliveryFinished: (jobId: string) => `${data}:delivery:finished:${jobId}`,
+    /** Every once-mark of a job, flush or ingest commit (stores/once-marks.ts). */
+    onceMarks: (id: string) => `${data}:once:${id}`,
     /** An accepted request, stored once (see domain/stored-batch.ts), and how many references to its rows are outstanding. */
     storedBatch: (batchId: string) => `${data}:batch:${batchId}`,
     storedBatchRefs: (batchId: string) => `${data}:batch:${batchId}:refs`,
-    storedBatchOnce: (onceKey: string) => `${data}:batch:once:${onceKey}`,
     /** Pub/sub channel of an environment's live tail (one message per routing job, only while watched). */
     liveTailChannel: (environmentId: string) => `${prefix}:tail:${environmentId}`,
     liveTailViewers: `${prefix}:tail:viewers`,
@@ -91,9 +91,6 @@ export function redisKeys(prefix: string, data: string = prefix) {
     ledgerEnvironment: (environmentId: string) => `${data}:ledger:environment:${environmentId}`,
     ledgerDestinations: `${data}:ledger:destinations`,
     ledgerDestination: (destinationId: string) => `${data}:ledger:destination:${destinationId}`,
-    ledgerRoutingShares: (routingJobId: string) => `${data}:ledger:routing:${routingJobId}:shares`,
-    ledgerRoutingDone: (routingJobId: string) => `${data}:ledger:routing:${routingJobId}:done`,
-    ledgerOnce: (onceKey: string) => `${data}:ledger:once:${onceKey}`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

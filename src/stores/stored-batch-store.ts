@@ -1,5 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { decodeStoredBatch, type DecodedBatch } from '../domain/stored-batch.js';
+import type { OnceName } from './once-marks.js';
 import type { RedisKeys } from './redis-keys.js';
 
 /*
@@ -11,24 +12,28 @@ import type { RedisKeys } from './redis-keys.js';
  * expiry, the max delivery age plus a margin, so a leaked reference cannot keep a batch forever.
  */
 
-// KEYS[1] once marker, then (batch, refs) pairs; ARGV[1] marker ttl, ARGV[2] batch ttl, ARGV[3..] rows per pair.
+// KEYS[1] the once hash (stores/once-marks.ts), then (batch, refs) pairs; ARGV[1] the mark,
+// ARGV[2] the once hash's ttl, ARGV[3] batch ttl, ARGV[4..] rows per pair.
 const retainScript = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
-for i = 3, #ARGV do
-  local batch = KEYS[(i - 3) * 2 + 2]
-  local refs = KEYS[(i - 3) * 2 + 3]
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 4, #ARGV do
+  local batch = KEYS[(i - 4) * 2 + 2]
+  local refs = KEYS[(i - 4) * 2 + 3]
   redis.call('INCRBY', refs, ARGV[i])
-  redis.call('PEXPIRE', refs, ARGV[2])
-  redis.call('PEXPIRE', batch, ARGV[2])
+  redis.call('PEXPIRE', refs, ARGV[3])
+  redis.call('PEXPIRE', batch, ARGV[3])
 end
 return 1`;
 
-// KEYS[1] once marker, then (batch, refs) pairs; ARGV[1] marker ttl, ARGV[2..] rows per pair.
+// KEYS[1] the once hash, then (batch, refs) pairs; ARGV[1] the mark, ARGV[2] the once hash's
+// ttl, ARGV[3..] rows per pair.
 const releaseScript = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
-for i = 2, #ARGV do
-  local batch = KEYS[(i - 2) * 2 + 2]
-  local refs = KEYS[(i - 2) * 2 + 3]
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 3, #ARGV do
+  local batch = KEYS[(i - 3) * 2 + 2]
+  local refs = KEYS[(i - 3) * 2 + 3]
   if redis.call('DECRBY', refs, ARGV[i]) <= 0 then redis.call('DEL', batch, refs) end
 end
 return 1`;
@@ -53,11 +58,11 @@ export interface StoredBatchStore {
   load(batchIds: Iterable<string>): Promise<Map<string, DecodedBatch>>;
   /** Decoded bytes (JSON text) per row of a batch this process has read, else undefined: for budgeting before a read. */
   bytesPerRow(batchId: string): number | undefined;
-  /** Queues on `multi`: `rows` more references per batch, once per `onceKey`; the batches expire after the retention. */
-  retainIn(multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>): void;
-  /** Queues on `multi`: `rows` fewer references per batch, once per `onceKey`; a batch at zero is deleted. */
-  releaseIn(multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>): void;
-  release(onceKey: string, rows: ReadonlyMap<string, number>): Promise<void>;
+  /** Queues on `multi`: `rows` more references per batch, once per `name`; the batches expire after the retention. */
+  retainIn(multi: ChainableCommander, name: OnceName, rows: ReadonlyMap<string, number>): void;
+  /** Queues on `multi`: `rows` fewer references per batch, once per `name`; a batch at zero is deleted. */
+  releaseIn(multi: ChainableCommander, name: OnceName, rows: ReadonlyMap<string, number>): void;
+  release(name: OnceName, rows: ReadonlyMap<string, number>): Promise<void>;
 }
 
 export function createStoredBatchStore(deps: {
@@ -86,19 +91,20 @@ export function createStoredBatchStore(deps: {
     }
   };
 
-  const scriptArgs = (onceKey: string, rows: ReadonlyMap<string, number>, ttls: number[]): (string | number)[] => {
-    const keyList = [keys.storedBatchOnce(onceKey)];
+  const scriptArgs = (name: OnceName, rows: ReadonlyMap<string, number>, ttls: number[]): (string | number)[] => {
+    const keyList = [keys.onceMarks(name.id)];
     const counts: number[] = [];
     for (const [batchId, count] of rows) {
       keyList.push(keys.storedBatch(batchId), keys.storedBatchRefs(batchId));
       counts.push(count);
     }
-    return [keyList.length, ...keyList, ...ttls, ...counts];
+    // The batch store's marks in the once hash: `b:` (the ledger's are `l:`).
+    return [keyList.length, ...keyList, `b:${name.mark}`, ...ttls, ...counts];
   };
 
-  const releaseIn = (multi: ChainableCommander, onceKey: string, rows: ReadonlyMap<string, number>) => {
+  const releaseIn = (multi: ChainableCommander, name: OnceName, rows: ReadonlyMap<string, number>) => {
     if (rows.size === 0) return;
-    (multi as ChainableCommander & ScriptCommands).flagstreamReleaseRows(...scriptArgs(onceKey, rows, [retentionMs]));
+    (multi as ChainableCommander & ScriptCommands).flagstreamReleaseRows(...scriptArgs(name, rows, [retentionMs]));
   };
 
   return {
@@ -143,17 +149,17 @@ export function createStoredBatchStore(deps: {
       return batch === undefined || batch.rows.length === 0 ? undefined : batch.bytes / batch.rows.length;
     },
 
-    retainIn(multi, onceKey, rows) {
+    retainIn(multi, name, rows) {
       if (rows.size === 0) return;
-      (multi as ChainableCommander & ScriptCommands).flagstreamRetainRows(...scriptArgs(onceKey, rows, [retentionMs, retentionMs]));
+      (multi as ChainableCommander & ScriptCommands).flagstreamRetainRows(...scriptArgs(name, rows, [retentionMs, retentionMs]));
     },
 
     releaseIn,
 
-    async release(onceKey, rows) {
+    async release(name, rows) {
       if (rows.size === 0) return;
       const multi = redis.multi();
-      releaseIn(multi, onceKey, rows);
+      releaseIn(multi, name, rows);
       const results = await multi.exec();
       for (const [error] of results ?? []) if (error) throw error;
     },

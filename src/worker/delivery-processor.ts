@@ -19,6 +19,7 @@ import { ByteBudget } from '../delivery/byte-budget.js';
 import { DestinationSlots } from '../delivery/destination-slots.js';
 import { countRows } from '../domain/stored-batch.js';
 import type { RateLimiter } from '../delivery/rate-limiter.js';
+import { onceName } from '../stores/once-marks.js';
 
 /** Thrown to make BullMQ retry the job; the backoff strategy reads `retryAfterMs`. */
 export class RetryDeliveryError extends Error {
@@ -152,7 +153,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     }
     // Named by the job and its settlement count: the same transaction run twice counts once.
     const settlement = job.data.settlements ?? 0;
-    deps.ledger.countSettled(multi, destinationId, environmentId, result.delivered, result.skipped, `settled:${job.id ?? ''}:${settlement}`);
+    deps.ledger.countSettled(multi, destinationId, environmentId, result.delivered, result.skipped, onceName(job.id ?? '', `settled:${settlement}`));
     const data: DeliveryJobData = { ...jobDataFor(job.data, result.remaining, origins), settlements: settlement + 1 };
     multi.hset(deps.queue.toKey(job.id ?? ''), { data: JSON.stringify(data) });
     // The rows settled here no longer need their stored batches (a batch nobody needs is deleted).
@@ -160,7 +161,7 @@ export function createDeliveryProcessor(deps: DeliveryProcessorDeps) {
     for (const [batchId, count] of rowsByBatch(result.remaining, origins)) released.set(batchId, (released.get(batchId) ?? 0) - count);
     for (const [batchId, count] of missing) released.set(batchId, (released.get(batchId) ?? 0) + count);
     for (const [batchId, count] of released) if (count === 0) released.delete(batchId);
-    deps.batches.releaseIn(multi, `settled:${job.id ?? ''}:${settlement}`, released);
+    deps.batches.releaseIn(multi, onceName(job.id ?? '', `settled:${settlement}`), released);
     if (result.remaining.length === 0) deps.ledger.markDeliveryFinished(multi, job.id ?? '');
     await execAll(multi);
     job.data = data;

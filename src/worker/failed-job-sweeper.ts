@@ -8,6 +8,7 @@ import { type DeliveryJobData, execAll, ingestJobBatchIds, type IngestJobData, q
 import type { DeadLetterStore } from '../stores/dead-letter-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
 import { resolveJobItems, rowsByBatch } from './job-items.js';
+import { onceName } from '../stores/once-marks.js';
 
 interface SweptLetter {
   readonly destinationId: string;
@@ -63,7 +64,7 @@ export async function sweepFailedJobs(deps: { queues: Queues; deadLetters: DeadL
       return batch === undefined ? [] : impressionsOf(batch);
     });
     const release = (multi: ChainableCommander) => {
-      if (batchIds.length > 0) deps.batches.releaseIn(multi, `hold:${jobId}`, new Map(batchIds.map((batchId) => [batchId, 1])));
+      if (batchIds.length > 0) deps.batches.releaseIn(multi, onceName(jobId, 'hold'), new Map(batchIds.map((batchId) => [batchId, 1])));
     };
     return { destinationId: routingStage, environmentId: data.environmentId, impressions, release };
   });
@@ -71,7 +72,7 @@ export async function sweepFailedJobs(deps: { queues: Queues; deadLetters: DeadL
     const { items, origins, missing } = await resolveJobItems(deps.batches, data);
     const released = rowsByBatch(items, origins);
     for (const [batchId, count] of missing) released.set(batchId, (released.get(batchId) ?? 0) + count);
-    return { destinationId: data.destinationId, environmentId: data.environmentId, impressions: items, release: (multi) => deps.batches.releaseIn(multi, `swept:${jobId}`, released) };
+    return { destinationId: data.destinationId, environmentId: data.environmentId, impressions: items, release: (multi) => deps.batches.releaseIn(multi, onceName(jobId, 'swept'), released) };
   });
   return swept;
 }

@@ -14,6 +14,7 @@ import type { LedgerStore } from '../stores/ledger-store.js';
 import type { TailPublisher } from '../stores/live-tail-store.js';
 import type { StatsStore } from '../stores/stats-store.js';
 import type { StoredBatchStore } from '../stores/stored-batch-store.js';
+import { onceName } from '../stores/once-marks.js';
 
 export interface RouteSummary {
   readonly routed: number;
@@ -97,7 +98,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
   };
 
   /** The routing holds on the batches go once every share holds its own references (or none is left to write). */
-  const releaseHolds = (jobId: string, batchIds: readonly string[]) => deps.batches.release(`hold:${jobId}`, new Map(batchIds.map((batchId) => [batchId, 1])));
+  const releaseHolds = (jobId: string, batchIds: readonly string[]) => deps.batches.release(onceName(jobId, 'hold'), new Map(batchIds.map((batchId) => [batchId, 1])));
 
   const deadLetter = async (job: Job<IngestJobData>, reason: 'worker_crashed' | 'internal_error', message: string): Promise<RouteSummary> => {
     const { environmentId } = job.data;
@@ -158,7 +159,7 @@ export function createRouteProcessor(deps: RouteProcessorDeps) {
       .map(([destination, rows]) => [destination, { refs: rowsPerStoredBatch(loaded, rows), view: result.view }] as const);
     await deps.batcher.addAll(shares, jobId);
     // Once per job: a crash in the middle loses this job's traffic stats, never its impressions.
-    await deps.ledger.once(`stats:${jobId}`, () => deps.stats.record(environmentId, result.traffic, result.series));
+    await deps.ledger.once(onceName(jobId, 'stats'), () => deps.stats.record(environmentId, result.traffic, result.series));
     if (tail !== undefined && !tail.isEmpty) {
       // One message per job, after its shares are durable; a lost message costs a viewer a line, never routing.
       deps.tail?.publish(environmentId, tail.message()).catch((error: unknown) => deps.logger.debug({ err: error, environmentId }, 'live tail message not published'));

@@ -8,11 +8,12 @@ import { HttpReceiver } from '../helpers/http-receiver.js';
 import { waitForQuietLedger } from '../helpers/ledger.js';
 import { scanKeys } from '../helpers/redis.js';
 import { postJson, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { onceName } from '../../src/stores/once-marks.js';
 
 /** The stored batches under the app's prefix (not their reference counts or once markers). */
 async function storedBatchKeys(app: TestApp): Promise<string[]> {
   const keys: string[] = [];
-  await scanKeys(app.ctx.redis, `${app.ctx.keys.storedBatch('')}*`, async (_node, page) => keys.push(...page.filter((key) => !key.endsWith(':refs') && !key.includes(':batch:once:'))));
+  await scanKeys(app.ctx.redis, `${app.ctx.keys.storedBatch('')}*`, async (_node, page) => keys.push(...page.filter((key) => !key.endsWith(':refs'))));
   return keys;
 }
 
@@ -110,17 +111,17 @@ describe('stored batch store: references counted once per transaction', () => {
       await m.exec();
     };
     const refs = async () => redis.get(app.ctx.keys.storedBatchRefs('b1'));
-    await run((m) => batches.retainIn(m, 'flush-1', new Map([['b1', 5]])));
-    await run((m) => batches.retainIn(m, 'flush-1', new Map([['b1', 5]])));
+    await run((m) => batches.retainIn(m, onceName('flush-1', 'routed'), new Map([['b1', 5]])));
+    await run((m) => batches.retainIn(m, onceName('flush-1', 'routed'), new Map([['b1', 5]])));
     assert.equal(await refs(), '6', 'hold + 5, once');
-    await batches.release('hold:job', new Map([['b1', 1]]));
-    await batches.release('hold:job', new Map([['b1', 1]]));
+    await batches.release(onceName('job', 'hold'), new Map([['b1', 1]]));
+    await batches.release(onceName('job', 'hold'), new Map([['b1', 1]]));
     assert.equal(await refs(), '5');
-    await run((m) => batches.releaseIn(m, 'settled:j:0', new Map([['b1', 3]])));
-    await run((m) => batches.releaseIn(m, 'settled:j:0', new Map([['b1', 3]])));
+    await run((m) => batches.releaseIn(m, onceName('j', 'settled:0'), new Map([['b1', 3]])));
+    await run((m) => batches.releaseIn(m, onceName('j', 'settled:0'), new Map([['b1', 3]])));
     assert.equal(await refs(), '2', 'a re-sent settlement releases nothing more');
     assert.equal(await redis.exists(app.ctx.keys.storedBatch('b1')), 1);
-    await batches.release('settled:j:1', new Map([['b1', 2]]));
+    await batches.release(onceName('j', 'settled:1'), new Map([['b1', 2]]));
     assert.equal(await redis.exists(app.ctx.keys.storedBatch('b1'), app.ctx.keys.storedBatchRefs('b1')), 0);
   });
 });
