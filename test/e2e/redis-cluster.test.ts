@@ -26,6 +26,30 @@ async function keysPerNode(redis: Redis, prefix: string, pattern = `${deployment
   return [...counts.values()];
 }
 
+/** Applies a configuration through the admin API, then waits until the API answers from it (it serves a cached one). */
+async function applyAndWaitForReload(serve: ServeProcess, configuration: unknown): Promise<void> {
+  const reloads = () => serve.lines.filter((line) => line.msg === 'configuration reloaded').length;
+  const reloadsBefore = reloads();
+  const applied = await fetch(`${serve.url}/admin/v1/config/apply`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(configuration),
+  });
+  assert.equal(applied.status, 200, await applied.text());
+  await serve.waitFor(() => reloads() > reloadsBefore, 15_000, 'the configuration to be reloaded');
+}
+
+/** Stops what a suite started and deletes its keys. */
+async function stopAll(serve: ServeProcess | undefined, redis: Redis | undefined, prefix: string, receiver: HttpReceiver | undefined, cluster: LocalRedisCluster | undefined): Promise<void> {
+  await serve?.kill();
+  if (redis !== undefined) {
+    await deleteKeys(redis, prefix);
+    redis.disconnect();
+  }
+  await receiver?.close();
+  await cluster?.stop();
+}
+
 describe('flagstream serve on a three-node Redis Cluster (REDIS_URL=redis+cluster://…)', { skip: unsupported === undefined ? false : `no local Redis Cluster: ${unsupported}` }, () => {
   const prefix = uniquePrefix('cluster');
   let cluster: LocalRedisCluster;
@@ -52,44 +76,27 @@ describe('flagstream serve on a three-node Redis Cluster (REDIS_URL=redis+cluste
     serve = await ServeProcess.start(env);
     redis = createTestRedis(cluster.url);
   });
-  after(async () => {
-    await serve?.kill();
-    if (redis !== undefined) {
-      await deleteKeys(redis, prefix);
-      redis.disconnect();
-    }
-    await receiver?.close();
-    await cluster?.stop();
-  });
+  after(() => stopAll(serve, redis, prefix, receiver, cluster));
 
   test('every impression arrives once, the failing destination dead-letters, a replay delivers, the ledger balances; all keys on one node', async () => {
     assert.ok(serve !== undefined && redis !== undefined);
     await serve.waitUntilReady(30_000);
-    const reloads = () => serve?.lines.filter((line) => line.msg === 'configuration reloaded').length ?? 0;
-    const reloadsBefore = reloads();
-    const applied = await fetch(`${serve.url}/admin/v1/config/apply`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        environments: [
-          {
-            id: 'env-cluster',
-            sdkKeys: ['sdk-cluster'],
-            flags: [
-              { name: 'flag_tracked', trafficType: 'user', trackImpressions: true },
-              { name: 'flag_quiet', trafficType: 'user', trackImpressions: false },
-            ],
-            destinations: [
-              { id: 'hook-ok', type: 'webhook', settings: { url: `${receiver.url}/ok`, batchSize: 100 } },
-              { id: 'hook-bad', type: 'webhook', settings: { url: `${receiver.url}/bad`, batchSize: 100 } },
-            ],
-          },
-        ],
-      }),
+    await applyAndWaitForReload(serve, {
+      environments: [
+        {
+          id: 'env-cluster',
+          sdkKeys: ['sdk-cluster'],
+          flags: [
+            { name: 'flag_tracked', trafficType: 'user', trackImpressions: true },
+            { name: 'flag_quiet', trafficType: 'user', trackImpressions: false },
+          ],
+          destinations: [
+            { id: 'hook-ok', type: 'webhook', settings: { url: `${receiver.url}/ok`, batchSize: 100 } },
+            { id: 'hook-bad', type: 'webhook', settings: { url: `${receiver.url}/bad`, batchSize: 100 } },
+          ],
+        },
+      ],
     });
-    assert.equal(applied.status, 200, await applied.text());
-    // The API answers from its cached configuration: wait until it has the new one.
-    await serve.waitFor(() => reloads() > reloadsBefore, 15_000, 'the configuration to be reloaded');
 
     const load = new ImpressionLoad({ targets: () => [serve?.url ?? ''], sdkKey: 'sdk-cluster', tag: 'cl', trackedFlag: 'flag_tracked', droppedFlag: 'flag_quiet', tracked: trackedPerRequest, dropped: droppedPerRequest });
     load.start({ accepted: requests, concurrency: 4, pauseMs: 0 });
@@ -178,41 +185,25 @@ describe('FLAGSTREAM_REDIS_PARTITIONS=3 on a three-node Redis Cluster: one deplo
     };
     serve = await ServeProcess.start(env);
   });
-  after(async () => {
-    await serve?.kill();
-    if (redis !== undefined) {
-      await deleteKeys(redis, prefix);
-      redis.disconnect();
-    }
-    await receiver?.close();
-    await cluster?.stop();
-  });
+  after(() => stopAll(serve, redis, prefix, receiver, cluster));
 
   test('environments of three partitions: delivered once each, dead letters listed together, a CLI replay, the ledger balanced over partitions, data on several masters', async () => {
     assert.ok(serve !== undefined && redis !== undefined);
     await serve.waitUntilReady(30_000);
-    const reloads = () => serve?.lines.filter((line) => line.msg === 'configuration reloaded').length ?? 0;
-    const reloadsBefore = reloads();
-    const applied = await fetch(`${serve.url}/admin/v1/config/apply`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        environments: environments.map((id, partition) => ({
-          id,
-          sdkKeys: [`sdk-${partition}`],
-          flags: [
-            { name: 'flag_tracked', trafficType: 'user', trackImpressions: true },
-            { name: 'flag_quiet', trafficType: 'user', trackImpressions: false },
-          ],
-          destinations: [
-            { id: `ok-${partition}`, type: 'webhook', settings: { url: `${receiver.url}/ok/${partition}`, batchSize: 100 } },
-            { id: `bad-${partition}`, type: 'webhook', settings: { url: `${receiver.url}/bad/${partition}`, batchSize: 100 } },
-          ],
-        })),
-      }),
+    await applyAndWaitForReload(serve, {
+      environments: environments.map((id, partition) => ({
+        id,
+        sdkKeys: [`sdk-${partition}`],
+        flags: [
+          { name: 'flag_tracked', trafficType: 'user', trackImpressions: true },
+          { name: 'flag_quiet', trafficType: 'user', trackImpressions: false },
+        ],
+        destinations: [
+          { id: `ok-${partition}`, type: 'webhook', settings: { url: `${receiver.url}/ok/${partition}`, batchSize: 100 } },
+          { id: `bad-${partition}`, type: 'webhook', settings: { url: `${receiver.url}/bad/${partition}`, batchSize: 100 } },
+        ],
+      })),
     });
-    assert.equal(applied.status, 200, await applied.text());
-    await serve.waitFor(() => reloads() > reloadsBefore, 15_000, 'the configuration to be reloaded');
 
     const loads = environments.map(
       (_, partition) =>
