@@ -41,18 +41,6 @@ interface WaitingRequest {
   readonly done: { resolve: () => void; reject: (error: unknown) => void };
 }
 
-/**
- * Accepting = validated (by the caller) + durably stored and enqueued, then answered. A request
- * becomes one stored batch (serialised once, here); it is answered once the transaction that
- * writes it, a routing hold on it and an ingest job naming it has run: a request is enqueued
- * whole or not at all.
- *
- * Group commit: an environment (so one partition) has at most one such transaction in flight; the requests that
- * arrive meanwhile go together in the next one, under one ingest job. One request alone is
- * written at once, as before; under load, several requests cost one transaction, one job
- * handed over by BullMQ and one routing pass instead of one each (Redis commands and CPU per
- * impression fall with the group's size).
- */
 /** Where an environment's requests are stored and queued: its partition (FLAGSTREAM_REDIS_PARTITIONS). */
 export interface IngestPartition {
   readonly queues: Queues;
@@ -60,6 +48,18 @@ export interface IngestPartition {
   readonly batches: StoredBatchStore;
 }
 
+/**
+ * Accepting = validated (by the caller) + durably stored and enqueued, then answered. A request
+ * becomes one stored batch (serialised once, here); it is answered once the transaction that
+ * writes it, a routing hold on it and an ingest job naming it has run: a request is enqueued
+ * whole or not at all.
+ *
+ * Group commit: an environment (so one partition) has at most one such transaction in flight;
+ * the requests that arrive meanwhile go together in the next one, under one ingest job. One
+ * request alone is written at once, as before; under load, several requests cost one
+ * transaction, one job handed over by BullMQ and one routing pass instead of one each (Redis
+ * commands and CPU per impression fall with the group's size).
+ */
 export function createIngestService(deps: { stores: Partitioned<IngestPartition>; redis: Redis; metrics: Metrics; backlogLimit: number; clock: () => number }) {
   let backlog = { waiting: 0, checkedAt: Number.NEGATIVE_INFINITY };
   /** Per environment: requests waiting for the commit after the one in flight. */
