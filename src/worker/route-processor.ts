@@ -41,7 +41,7 @@ function rowsPerStoredBatch(loaded: LoadedBatches, rows: readonly number[]): [ba
       part += 1;
       moved = true;
     }
-    if (moved || refs.length === 0) refs.push([loaded.batchIds[part] as string, []]);
+    if (moved) refs.push([loaded.batchIds[part] as string, []]);
     (refs[refs.length - 1] as [string, number[]])[1].push(row - (loaded.starts[part] as number));
   }
   return refs;
